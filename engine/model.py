@@ -66,6 +66,10 @@ class RetryPolicy:
 NO_RETRY = RetryPolicy()
 
 
+_TITLE_KEYS = ("cmd", "argv", "src", "path", "dest", "url", "name", "container", "image", "msg",
+               "prompt", "port")
+
+
 @dataclass(frozen=True)
 class Step:
     """One step: an action, or a block of steps (``block``/``rescue``/``always``).
@@ -117,6 +121,13 @@ class Step:
             return f"include {self.include}"
         if self.is_block:
             return f"block {self.id}"
+        for key in _TITLE_KEYS:
+            value = self.args.get(key)
+            if value is not None and not isinstance(value, dict):
+                text = " ".join(map(str, value)) if isinstance(value, list) else str(value)
+                state = self.args.get("state")
+                prefix = f"{self.action} {state}" if isinstance(state, str) else self.action
+                return f"{prefix}: {text if len(text) <= 60 else text[:57] + '...'}"
         return f"{self.action} {self.id}"
 
     def children(self) -> tuple["Step", ...]:
@@ -151,6 +162,7 @@ class Runbook:
     content_hash: str
     description: str | None = None
     hosts: str = "localhost"
+    hosts_loc: SourceLoc | None = None
     params: tuple[Param, ...] = ()
     vars: Mapping[str, Any] = field(default_factory=dict)
     serial: tuple[int | str, ...] = ()

@@ -96,6 +96,10 @@ class Scope(Mapping[str, Any]):
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
+    def copy(self) -> dict[str, Any]:
+        """A flat dict of the stored values (Lazy ones not rendered)."""
+        return {key: self.raw(key) for key in self}
+
     def raw(self, key: str, default: Any = None) -> Any:
         """The stored value without rendering (a Lazy stays Lazy)."""
         for layer in self.layers:
@@ -232,6 +236,33 @@ def _test_search(value: Any, pattern: str, ignorecase: bool = False) -> bool:
     return re.search(pattern, str(value), flags=re.I if ignorecase else 0) is not None
 
 
+def _now(fmt: str | None = None, utc: bool = False) -> Any:
+    """``now()`` -> ISO timestamp; ``now('%Y%m%d')`` -> formatted."""
+    import datetime
+    moment = datetime.datetime.now(datetime.timezone.utc) if utc else datetime.datetime.now()
+    return moment.strftime(fmt) if fmt else moment.isoformat(timespec="seconds")
+
+
+def _lookup(kind: str, *terms: str, default: Any = None) -> Any:
+    """Ansible's ``lookup('env', 'HOME')`` and ``lookup('file', 'path')`` on the runner."""
+    if kind == "env":
+        values = [os.environ.get(t, default if default is not None else "") for t in terms]
+    elif kind == "file":
+        values = []
+        for term in terms:
+            try:
+                with open(os.path.expanduser(term), encoding="utf-8") as f:
+                    values.append(f.read().rstrip("\n"))
+            except OSError as exc:
+                raise jinja2.TemplateRuntimeError(f"lookup('file', {term!r}): "
+                                                  f"{exc.strerror}") from None
+    else:
+        raise jinja2.TemplateRuntimeError(f"unknown lookup '{kind}' (known: env, file)")
+    return values[0] if len(values) == 1 else ",".join(str(v) for v in values)
+
+
+GLOBALS = {"now": _now, "lookup": _lookup}
+
 FILTERS = {
     "quote": _quote, "shell_quote": _quote, "to_json": _to_json, "to_nice_json": _to_nice_json,
     "from_json": _from_json, "to_yaml": _to_yaml, "from_yaml": _from_yaml,
@@ -256,6 +287,7 @@ class Templar:
             extensions=["jinja2.ext.loopcontrols"])
         env.filters.update(FILTERS)
         env.tests.update(TESTS)
+        env.globals.update(GLOBALS)
         self.env = env
         self.globals: dict[str, Any] = dict(env.globals)
         self._resolving = threading.local()
@@ -279,6 +311,7 @@ class Templar:
         """A readable syntax error for a template or condition, or None when fine."""
         try:
             if condition:
+                self.env.parse("{{ " + text + "\n}}")
                 self._condition(text)
             else:
                 self._template(text)
@@ -323,6 +356,31 @@ class Templar:
             raise
         except Exception as exc:
             raise self._runtime_error(exc, text, scope, loc) from None
+
+    def render_text(self, text: str, scope: Mapping[str, Any],
+                    loc: SourceLoc | None = None) -> str:
+        """A whole text (a template file) rendered to a string, never a native value."""
+        try:
+            template = self._template(text)
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(f"template syntax error at line {exc.lineno}: {exc.message}",
+                                loc=loc) from None
+        try:
+            try:
+                ctx = template.new_context(self._with_globals(scope), shared=True)
+                return self.env.concat(template.root_render_func(ctx))  # type: ignore
+            except TemplateError:
+                raise
+            except Exception:
+                self.env.handle_exception()   # re-raises with template line numbers
+        except TemplateError:
+            raise
+        except Exception as exc:
+            line = _template_line(exc)
+            where = f"line {line}: " if line else ""
+            error = self._runtime_error(exc, "template", scope, loc)
+            error.message = where + error.message
+            raise error from None
 
     def evaluate(self, expr: str, scope: Mapping[str, Any], loc: SourceLoc | None = None,
                  *, native: bool = True, source: str | None = None) -> Any:
@@ -397,10 +455,22 @@ class Templar:
         return TemplateError(f"{type(exc).__name__}: {exc} in {text.strip()!r}", loc=loc)
 
 
+def _template_line(exc: BaseException) -> int | None:
+    """The line of the template where a render error happened, from the traceback."""
+    tb = exc.__traceback__
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
 def _syntax_message(exc: jinja2.TemplateSyntaxError, text: str, condition: bool) -> str:
     what = "condition" if condition else "template"
     message = exc.message or "syntax error"
-    message = message.replace(_RESULT, "result")
+    message = message.replace(_RESULT, "result").replace("'end of print statement'",
+                                                           "end of expression")
     return f"{what} syntax error: {message} in {text.strip()!r}"
 
 

@@ -80,6 +80,8 @@ class ActionContext:
     step: "Step"
     connection_factory: Callable[[], "Connection"]
     render: Callable[[Any], Any]
+    truth: Callable[[str], bool]
+    render_text: Callable[[str], str]
     runbook_dir: str
     dry_run: bool = False
     diff: bool = False
@@ -118,6 +120,10 @@ class Action:
     read_only: ClassVar[bool] = False
     #: runs on the runner, never needs the host's connection
     runner_side: ClassVar[bool] = False
+    #: the step's result fields become host variables (``set``)
+    sets_vars: ClassVar[bool] = False
+    #: parameters the executor must not render (conditions the action evaluates itself)
+    raw_params: ClassVar[tuple[str, ...]] = ()
     #: at most one of each group may be given
     exclusive: ClassVar[tuple[tuple[str, ...], ...]] = ()
     #: at least one of each group must be given

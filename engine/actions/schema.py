@@ -16,7 +16,7 @@ __all__ = ["ParamSpec", "TYPE_NAMES", "type_matches", "coerce", "is_template", "
 
 # A spec's ``type`` is one of these names, or several joined with "|".
 TYPE_NAMES = ("str", "int", "float", "bool", "list", "dict", "duration", "any", "path",
-              "number")
+              "number", "condition")
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,9 @@ def _matches_one(kind: str, value: Any) -> bool:
         return isinstance(value, list)
     if kind == "dict":
         return isinstance(value, dict)
+    if kind == "condition":
+        return isinstance(value, (str, bool)) or (
+            isinstance(value, list) and all(isinstance(v, (str, bool, dict)) for v in value))
     if kind == "duration":
         try:
             parse_duration(value)
@@ -76,7 +79,8 @@ def type_matches(spec: ParamSpec, value: Any) -> bool:
 def describe(spec: ParamSpec) -> str:
     names = {"str": "a string", "path": "a path", "int": "an integer", "float": "a number",
              "number": "a number", "bool": "true or false", "list": "a list",
-             "dict": "a mapping", "duration": "a duration (30s, 5m, 1h)", "any": "any value"}
+             "dict": "a mapping", "duration": "a duration (30s, 5m, 1h)", "any": "any value",
+             "condition": "a condition or a list of conditions"}
     return " or ".join(names[k] for k in spec.types)
 
 
@@ -162,7 +166,7 @@ def _to_duration(value: Any) -> Any:
 _COERCERS: dict[str, Callable[[Any], Any]] = {
     "str": _to_str, "path": _to_str, "int": _to_int, "float": _to_float, "number": _to_float,
     "bool": _to_bool, "list": _to_list, "dict": _to_dict, "duration": _to_duration,
-    "any": lambda v: v,
+    "any": lambda v: v, "condition": lambda v: v,
 }
 
 
@@ -179,7 +183,7 @@ def json_type(spec: ParamSpec) -> dict[str, Any]:
         elif kind == "bool":
             alternatives.append({"type": "boolean"})
         elif kind == "list":
-            item = {"$ref": "#/$defs/any"}
+            item = json_type(ParamSpec(spec.elements)) if spec.elements else {}
             alternatives.append({"type": "array", "items": item})
         elif kind == "dict":
             obj: dict[str, Any] = {"type": "object"}
@@ -188,9 +192,11 @@ def json_type(spec: ParamSpec) -> dict[str, Any]:
             alternatives.append(obj)
         elif kind == "duration":
             alternatives.append({"type": ["string", "number"]})
+        elif kind == "condition":
+            alternatives.append({"type": ["string", "boolean", "array"]})
         else:
             alternatives.append({})
-    if "str" not in spec.types and "any" not in spec.types:
+    if not {"str", "any", "condition", "path"} & set(spec.types):
         alternatives.append({"type": "string", "pattern": r"\{[{%]"})
     out: dict[str, Any] = alternatives[0] if len(alternatives) == 1 else {"anyOf": alternatives}
     out = dict(out)

@@ -19,9 +19,6 @@ from typing import Mapping, Sequence
 
 __all__ = ["CommandResult", "FileStat", "Connection", "Become", "quote_command"]
 
-Command = "str | Sequence[str]"
-
-
 @dataclass(frozen=True, slots=True)
 class CommandResult:
     """What one command left: exit code, output, how long it took."""
@@ -158,6 +155,17 @@ class Connection:
         if not result.ok:
             return None
         return result.stdout.split()[0]
+
+    def probe_tcp(self, host: str, port: int, timeout: float = 1.0) -> bool:
+        """Whether a TCP connect to host:port succeeds from the target's side."""
+        script = ('if command -v nc >/dev/null 2>&1; then nc -z -w "$3" "$1" "$2"; '
+                  'elif command -v bash >/dev/null 2>&1; then '
+                  'timeout "$3" bash -c "exec 3<>/dev/tcp/$1/$2"; '
+                  'else python3 -c "import socket,sys; socket.create_connection('
+                  '(sys.argv[1], int(sys.argv[2])), float(sys.argv[3]))" "$1" "$2" "$3"; fi')
+        result = self.run(["sh", "-c", script, "sh", host, str(port), str(max(1, int(timeout)))],
+                          timeout=timeout + 5)
+        return result.ok
 
     def stat(self, path: str) -> FileStat:
         """Facts about a path (without following a final symlink)."""

@@ -1,0 +1,276 @@
+"""``runbook run``: load, validate, pick hosts, run, print the recap, exit with a code."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import secrets
+import signal
+import socket
+import sys
+import threading
+import time
+from typing import Any
+
+import click
+
+from ..errors import InventoryError, UsageError, ValidationFailed
+from .common import extra_vars_option, inventory_option, load_inventory, output_option
+
+__all__ = ["run", "prepare", "new_run_id", "Prepared"]
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def _split_tags(values: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(t.strip() for v in values for t in v.split(",") if t.strip())
+
+
+class Prepared:
+    """A runbook ready to run: loaded, checked, params typed, hosts chosen."""
+
+    def __init__(self, runbook: Any, inventory: Any, params: Any, hosts: list[Any]) -> None:
+        self.runbook = runbook
+        self.inventory = inventory
+        self.params = params
+        self.hosts = hosts
+
+
+def prepare(path: str, inventory_path: str | None, extra_vars: tuple[str, ...],
+            limit: str | None, given: dict[str, Any] | None = None) -> Prepared:
+    """Everything that can fail before a run starts; raises UserError (exit 2)."""
+    from ..checker import check_runbook
+    from ..loader import load_runbook
+    from ..params import parse_extra_vars, resolve_params
+    from ..templating import has_template, templar
+
+    loaded = load_runbook(path)
+    inventory = load_inventory(inventory_path)
+    errors = [p for p in check_runbook(loaded, inventory, inventory_given=bool(inventory_path))
+              if p.severity == "error"]
+    if errors:
+        raise ValidationFailed(errors)
+    runbook = loaded.runbook
+    assert runbook is not None
+    params = resolve_params(runbook, given if given is not None else parse_extra_vars(extra_vars))
+    pattern = runbook.hosts
+    if has_template(pattern):
+        pattern = str(templar().render(pattern, dict(params.values), runbook.hosts_loc))
+    hosts = inventory.select(pattern, loc=runbook.hosts_loc)
+    if limit:
+        allowed = {h.name for h in inventory.select(limit)}
+        hosts = [h for h in hosts if h.name in allowed]
+    if not hosts:
+        where = f" with --limit {limit}" if limit else ""
+        raise InventoryError(f"no hosts match '{pattern}'{where}",
+                             loc=runbook.hosts_loc, hint="check the pattern and the inventory "
+                                                         "(runbook inventory --graph)")
+    return Prepared(runbook, inventory, params, hosts)
+
+
+@click.command()
+@click.argument("path", metavar="RUNBOOK", type=click.Path(dir_okay=False))
+@inventory_option
+@extra_vars_option
+@click.option("--dry-run", "--check", "dry_run", is_flag=True,
+              help="Change nothing: plan every step and say what would change.")
+@click.option("--diff", is_flag=True, help="Show a unified diff of files that change.")
+@click.option("--limit", "-l", metavar="PATTERN", help="Only hosts that also match this pattern.")
+@click.option("--tags", "-t", multiple=True, metavar="TAGS", help="Only steps with these tags.")
+@click.option("--skip-tags", multiple=True, metavar="TAGS", help="Skip steps with these tags.")
+@click.option("--start-at", metavar="STEP_ID", help="Skip the steps before this one.")
+@click.option("--step", "step_by_step", is_flag=True, help="Confirm each step on the terminal.")
+@click.option("--forks", "-f", type=click.IntRange(1, 10000), help="Hosts worked on at once "
+                                                                  "(default 20).")
+@click.option("--yes", "-y", "assume_yes", is_flag=True,
+              help="Answer yes to every confirm step.")
+@click.option("--no-rollback", is_flag=True, help="Do not roll back on failure or Ctrl-C.")
+@click.option("--grace", default="10s", show_default=True, metavar="DURATION",
+              help="After Ctrl-C, how long running commands may finish.")
+@output_option
+@click.option("-v", "--verbose", count=True, help="Show command output.")
+def run(path: str, inventory_path: str | None, extra_vars: tuple[str, ...], dry_run: bool,
+        diff: bool, limit: str | None, tags: tuple[str, ...], skip_tags: tuple[str, ...],
+        start_at: str | None, step_by_step: bool, forks: int | None, assume_yes: bool,
+        no_rollback: bool, grace: str, output: str, verbose: int) -> int:
+    """Run a runbook against its hosts.
+
+    \b
+    Exit codes: 0 all ok; 1 a step failed (rollback, if any, completed);
+    2 invalid runbook, inventory or params (nothing ran); 3 a rollback failed
+    (needs a human); 4 could not start; 130 interrupted.
+    """
+    from ..model import parse_duration
+    try:
+        grace_seconds = parse_duration(grace)
+    except ValueError as exc:
+        raise UsageError(f"--grace: {exc}") from None
+    prepared = prepare(path, inventory_path, extra_vars, limit)
+    if start_at and prepared.runbook.find_step(start_at) is None:
+        ids = [s.id for s in prepared.runbook.walk()]
+        from ..templating import suggest
+        close = suggest(start_at, ids)
+        raise UsageError(f"--start-at: no step with id '{start_at}'",
+                         hint=f"did you mean '{close}'?" if close else
+                         "step ids: " + ", ".join(ids[:12]))
+    from ..executor.context import RunOptions
+    options = RunOptions(dry_run=dry_run, diff=diff, forks=forks, tags=_split_tags(tags),
+                         skip_tags=_split_tags(skip_tags), start_at=start_at,
+                         step_by_step=step_by_step, assume_yes=assume_yes,
+                         interactive=sys.stdin.isatty(), no_rollback=no_rollback,
+                         grace_period=grace_seconds)
+    return execute(prepared, options, output=output, verbose=verbose)
+
+
+def execute(prepared: Prepared, options: Any, *, output: str, verbose: int,
+            run_id: str | None = None, sinks: list[Any] | None = None) -> int:
+    """Run a prepared runbook with its output sinks and signal handling."""
+    from ..executor.context import RunContext
+    from ..executor.events import EventBus, RunStart
+    from ..executor.runner import Executor
+    from ..redact import Redactor
+    from .errors_out import use_color
+    from .output import JsonSink, LiveSink, PlainSink, print_recap
+
+    runbook = prepared.runbook
+    redactor = Redactor(prepared.params.secrets)
+    for host in prepared.hosts:
+        redactor.add(host.secrets)
+    bus = EventBus(redact=redactor.event)
+    human = sys.stderr if output == "json" else sys.stdout
+    live = None
+    if output == "json":
+        bus.subscribe(JsonSink(sys.stdout))
+        bus.subscribe(PlainSink(sys.stderr, color=use_color(sys.stderr), verbose=verbose))
+    elif human.isatty() and not os.environ.get("RUNBOOK_PLAIN") and not options.step_by_step:
+        live = LiveSink(human, verbose=verbose)
+        bus.subscribe(live)
+    else:
+        bus.subscribe(PlainSink(human, color=use_color(human), verbose=verbose))
+    recap = _RecapCollector()
+    bus.subscribe(recap)
+    for sink in sinks or ():
+        bus.subscribe(sink)
+    context = RunContext(run_id=run_id or new_run_id(), runbook=runbook,
+                         inventory=prepared.inventory, params=prepared.params.values,
+                         options=options, bus=bus, redactor=redactor)
+    context.prompt = _prompter(live)
+    context.confirm_step = _step_confirmer(live)
+    shown_params = {k: ("********" if k in prepared.params.secret_names and v is not None else v)
+                    for k, v in prepared.params.values.items()}
+    bus.emit(RunStart(context.run_id, runbook.name, runbook.path,
+                      tuple(h.name for h in prepared.hosts), options.dry_run, shown_params,
+                      len(runbook.walk()), user=_user(), machine=socket.gethostname()))
+    executor = Executor(context, prepared.hosts)
+    restore = _install_signals(context, options.grace_period)
+    try:
+        report = executor.execute()
+    finally:
+        restore()
+        if live is not None:
+            live.stop()
+    if recap.end is not None:
+        color = use_color(human)
+        print_recap(recap.end, human, color=color, runbook=runbook.name,
+                    dry_run=options.dry_run)
+        recap.print_rollbacks(human, color)
+    return report.exit_code
+
+
+class _RecapCollector:
+    """Keeps what the recap needs: the run's end and what each rollback did."""
+
+    def __init__(self) -> None:
+        self.end: Any = None
+        self.rollbacks: dict[str, list[Any]] = {}
+
+    def handle(self, event: Any) -> None:
+        if event.kind == "run_end":
+            self.end = event
+        elif event.kind == "rollback_step":
+            self.rollbacks.setdefault(event.host, []).append(event)
+
+    def print_rollbacks(self, stream: Any, color: bool) -> None:
+        for host, steps in self.rollbacks.items():
+            done = [s for s in steps if s.status not in ("failed", "unreachable")]
+            failed = [s for s in steps if s.status in ("failed", "unreachable")]
+            line = f"rolled back on {host}: " + ", ".join(f"'{s.undoes_name}'" for s in done)
+            if not done:
+                line = f"rollback on {host}: nothing undone"
+            print(line, file=stream)
+            for step in failed:
+                text = (f"  rollback step '{step.name}' (undoing '{step.undoes_name}') FAILED: "
+                        f"{step.msg}")
+                print(click.style(text, fg="red") if color else text, file=stream)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return str(os.getuid())
+
+
+def _prompter(live: Any) -> Any:
+    def prompt(question: str) -> bool:
+        if live is not None:
+            live.stop()
+        try:
+            return click.confirm(question, default=False, err=True)
+        except click.exceptions.Abort:
+            return False
+        finally:
+            if live is not None:
+                live.start()
+    return prompt
+
+
+def _step_confirmer(live: Any) -> Any:
+    state = {"all": False}
+
+    def confirm(step: Any, hosts: list[str]) -> str:
+        if state["all"]:
+            return "yes"
+        answer = click.prompt(f"run step '{step.title}' on {len(hosts)} host(s)? "
+                              "[y]es/[n]o/[c]ontinue without asking/[q]uit",
+                              default="y", err=True, show_default=False).strip().lower()
+        if answer.startswith("c"):
+            state["all"] = True
+            return "yes"
+        return {"y": "yes", "n": "no", "q": "quit"}.get(answer[:1], "no")
+    return confirm
+
+
+def _install_signals(context: Any, grace: float) -> Any:
+    """Ctrl-C / SIGTERM: stop starting steps, let commands finish for ``grace`` seconds,
+    then cancel them; the executor rolls back.  A second signal stops at once."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum: int, frame: Any) -> None:
+        name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+        if context.stopping and context.stop_reason.startswith("interrupted"):
+            print(f"\n{name} again: stopping now, without rollback", file=sys.stderr)
+            context.hard_stop_event.set()
+            context.pool.cancel_all()
+            return
+        context.stop(f"interrupted by {name}")
+        print(f"\n{name}: no new step will start; running commands have {grace:g}s to "
+              f"finish, then the completed steps are rolled back (again to stop at once)",
+              file=sys.stderr)
+        timer = threading.Timer(grace, context.pool.cancel_all)
+        timer.daemon = True
+        timer.start()
+
+    for sig in previous:
+        signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    return restore
+
+

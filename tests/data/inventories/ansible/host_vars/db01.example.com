@@ -1,0 +1,3 @@
+# a host_vars file without an extension
+role: primary
+db_port: 6432
