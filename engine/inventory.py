@@ -45,6 +45,8 @@ DECISIONS (where Ansible leaves room):
 - Secrets resolve once at load; the resolved value replaces the reference in
   ``Host.vars`` and is listed in ``Host.secrets``.  Templates (``{{``) in connection
   settings are errors: inventory values are data, never rendered.
+- A vars file for no known group/host, or an Ansible Vault file, is a warning
+  (``Inventory.warnings``) and is skipped; anything else wrong is an error.
 - Like Ansible, the pattern ``localhost`` matches an implicit local host when the
   inventory has none; it has the vars of ``all`` and ``host_vars/localhost`` but is in
   no group (``all`` does not match it).
@@ -268,7 +270,7 @@ class Inventory:
                                  loc=loc, hint=_names_hint(term, self.known_names()))
         try:
             regex = re.compile(term[1:] if term[0] == "~" else fnmatch.translate(term))
-        except re.error as exc:
+        except (re.error, RecursionError, OverflowError) as exc:
             raise InventoryError(f"invalid regular expression '{term[1:]}' in pattern "
                                  f"'{pattern}': {exc}", loc=loc) from None
         groups = [name for name in self.groups if regex.match(name)]
@@ -285,18 +287,17 @@ _PATTERN_TERM = re.compile(r"(?:[^\s:\[\]]|\[[^\]]*\])+")
 
 
 def _names_hint(word: str, candidates: Iterable[str]) -> str:
-    from .templating import suggest
     names = sorted(candidates)
-    match = suggest(word, names)
+    match = suggest_hint(word, names)
     if match:
-        return f"did you mean '{match}'?"
+        return match
     shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
     return f"known names: {shown}" if names else "the inventory is empty"
 
 
 # -- building -----------------------------------------------------------------------
 
-VarLayer = dict  # variable name -> (value, SourceLoc of the value or None)
+VarLayer = dict[str, tuple[Any, "SourceLoc | None"]]  # name -> (value, where the value is)
 
 
 @dataclass
@@ -366,9 +367,8 @@ class _Builder:
         self.read_vars_folders()
         inventory = self.finish()
         if any(problem.severity == "error" for problem in self.problems):
-            self.problems.sort(key=lambda p: (p.loc is None, p.loc.path != self.path,
-                                              p.loc.path, p.loc.line, p.loc.col)
-                               if p.loc else (True, True, "", 0, 0))
+            self.problems.sort(key=lambda p: (p.loc.path != self.path, p.loc.path,
+                                              p.loc.line, p.loc.col) if p.loc else (True,))
             raise ValidationFailed(self.problems)
         return inventory
 
@@ -401,6 +401,13 @@ class _Builder:
                        f"{kind_name(root)}", doc.loc(root),
                        hint="start with 'all:', then 'hosts:' and 'children:' under it")
             return
+        plugin = next((node for name, _, node in items(root) if name == "plugin"
+                       and not is_map(node) and not is_null(node)), None)
+        if plugin is not None:  # a dynamic inventory's config: its other keys are no groups
+            self.error(f"group 'plugin' must be a mapping with 'hosts', 'children' or 'vars', "
+                       f"found {kind_name(plugin)}", doc.loc(plugin),
+                       hint="inventory plugins are not supported: give a static inventory")
+            return
         for name, key_node, node in items(root):
             self.yaml_group(doc, name, key_node, node, None)
 
@@ -413,11 +420,9 @@ class _Builder:
         if is_null(node):
             return
         if not is_map(node):
-            hint = ("inventory plugins are not supported: give a static inventory"
-                    if name == "plugin" and parent is None else
-                    "indent 'hosts:', 'children:' or 'vars:' under the group name")
             self.error(f"group '{name}' must be a mapping with 'hosts', 'children' or 'vars', "
-                       f"found {kind_name(node)}", doc.loc(node), hint=hint)
+                       f"found {kind_name(node)}", doc.loc(node),
+                       hint="indent 'hosts:', 'children:' or 'vars:' under the group name")
             return
         for key, knode, value in items(node):
             if key == "hosts":
@@ -596,9 +601,9 @@ class _Builder:
                 self.error(exc.message, SourceLoc(file, 1, 1))
                 continue
             if text.startswith("$ANSIBLE_VAULT"):
-                self.error("Ansible Vault encrypted files are not supported",
-                           SourceLoc(file, 1, 1), hint="decrypt it, and give secrets as "
-                           "'env:NAME' or 'file:PATH' references")
+                self.error("Ansible Vault encrypted file skipped: its variables are missing",
+                           SourceLoc(file, 1, 1), severity="warning", hint="vault is not "
+                           "supported: give secrets as 'env:NAME' or 'file:PATH' references")
                 continue
             doc, problems = _parse(file, text)
             self.problems.extend(problems)
@@ -644,8 +649,8 @@ class _Builder:
         group_vars = {name: {**g.vars, **g.file_vars} for name, g in groups.items()}
         hosts: dict[str, Host] = {}
         for name, draft in self.hosts.items():
-            member_of = set().union(*(ancestors.get(g, {g, "all"}) for g in direct[name]))
-            ordered = tuple(sorted(member_of, key=lambda g: (depth[g], g)))
+            every = set().union(*(ancestors.get(g, {g, "all"}) for g in direct[name]))
+            ordered = tuple(sorted(every, key=lambda g: (depth[g], g)))
             layers = [group_vars[g] for g in ordered] + [draft.vars, draft.file_vars]
             hosts[name] = self.make_host(name, draft.loc, ordered, layers)
         localhost = None

@@ -201,8 +201,8 @@ def scalar_error(node: ScalarNode) -> str | None:
         to_python(node)
     except yaml.YAMLError as exc:
         return f"cannot read value: {getattr(exc, 'problem', None) or exc}"
-    except (ValueError, OverflowError, TypeError) as exc:
-        return f"cannot read value: {exc}"
+    except (ValueError, OverflowError, TypeError, IndexError, AttributeError) as exc:
+        return f"cannot read value {node.value!r} as {node.tag.rsplit(':', 1)[-1]}: {exc}"
     return None
 
 

@@ -92,10 +92,18 @@ class ActionContext:
     prompt: Callable[[str], bool] | None = None
     vars: Mapping[str, Any] = field(default_factory=dict)
     cancelled: Callable[[], bool] = lambda: False
+    docker_factory: Callable[[], Any] | None = None
 
     @property
     def conn(self) -> "Connection":
         return self.connection_factory()
+
+    @property
+    def docker(self) -> Any:
+        """The DockerApi (connections/docker_api.py) of the host's Docker daemon."""
+        if self.docker_factory is None:
+            raise RuntimeError("no Docker API available in this context")
+        return self.docker_factory()
 
     def remaining(self, default: float | None = None) -> float | None:
         """Seconds left before this attempt's deadline (or ``default``)."""

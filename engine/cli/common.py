@@ -8,7 +8,14 @@ from typing import Any, Callable
 import click
 
 __all__ = ["inventory_option", "extra_vars_option", "output_option", "load_inventory",
-           "expand_paths"]
+           "expand_paths", "state_option"]
+
+
+def state_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--state", "state_path", metavar="PATH", envvar="RUNBOOK_STATE",
+                        type=click.Path(dir_okay=False),
+                        help="The run journal (SQLite). Default: "
+                             "$XDG_STATE_HOME/runbook/state.db. [env: RUNBOOK_STATE]")(f)
 
 
 def inventory_option(f: Callable[..., Any]) -> Callable[..., Any]:

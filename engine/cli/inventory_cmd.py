@@ -141,12 +141,17 @@ def _summary(inv: Any) -> str:
     """Each group with its direct hosts and children, then a count."""
     lines: list[str] = []
     for name, group in inv.groups.items():
-        members = len(inv.select(name)) if name != "all" else len(inv.hosts)
-        lines.append(f"@{name}: {members} host{'s' if members != 1 else ''}")
+        members = sum(1 for host in inv.hosts.values() if name in host.groups)
+        lines.append(f"@{name}: {_count(members, 'host')}")
         if group.children:
             lines.append("  children: " + ", ".join(group.children))
         if group.hosts:
             lines.append("  hosts: " + ", ".join(group.hosts))
     source = inv.path or "implicit inventory (no -i)"
-    lines.append(f"{len(inv.hosts)} hosts, {len(inv.groups)} groups from {source}")
+    lines.append(f"{_count(len(inv.hosts), 'host')}, {_count(len(inv.groups), 'group')} "
+                 f"from {source}")
     return "\n".join(lines)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"

@@ -23,9 +23,11 @@ from ..executor.events import (BatchStart, Event, LogMessage, Retry, RollbackEnd
 __all__ = ["JsonSink", "PlainSink", "LiveSink", "print_recap"]
 
 _STATUS_STYLE = {"ok": "green", "changed": "yellow", "failed": "red", "unreachable": "red",
-                 "skipped": "cyan", "simulated": "magenta", "unsimulated": "magenta"}
+                 "skipped": "cyan", "simulated": "magenta", "unsimulated": "magenta",
+                 "restored": "blue"}
 _STATUS_WORD = {"ok": "ok", "changed": "changed", "failed": "FAILED", "unreachable": "UNREACHABLE",
-                "skipped": "skipped", "simulated": "would", "unsimulated": "can't simulate"}
+                "skipped": "skipped", "simulated": "would", "unsimulated": "can't simulate",
+                "restored": "done"}
 
 
 class JsonSink:
@@ -35,6 +37,8 @@ class JsonSink:
         self.stream = stream
 
     def handle(self, event: Event) -> None:
+        if event.internal:
+            return
         self.stream.write(json.dumps(event.to_json(), default=str, separators=(",", ":")))
         self.stream.write("\n")
         self.stream.flush()

@@ -15,7 +15,8 @@ from typing import Any
 import click
 
 from ..errors import InventoryError, UsageError, ValidationFailed
-from .common import extra_vars_option, inventory_option, load_inventory, output_option
+from .common import (extra_vars_option, inventory_option, load_inventory, output_option,
+                     state_option)
 
 __all__ = ["run", "prepare", "new_run_id", "Prepared"]
 
@@ -31,11 +32,15 @@ def _split_tags(values: tuple[str, ...]) -> frozenset[str]:
 class Prepared:
     """A runbook ready to run: loaded, checked, params typed, hosts chosen."""
 
-    def __init__(self, runbook: Any, inventory: Any, params: Any, hosts: list[Any]) -> None:
+    def __init__(self, runbook: Any, inventory: Any, params: Any, hosts: list[Any], *,
+                 given: dict[str, Any], inventory_path: str | None, limit: str | None) -> None:
         self.runbook = runbook
         self.inventory = inventory
         self.params = params
         self.hosts = hosts
+        self.given = given
+        self.inventory_path = os.path.abspath(inventory_path) if inventory_path else None
+        self.limit = limit
 
 
 def prepare(path: str, inventory_path: str | None, extra_vars: tuple[str, ...],
@@ -54,7 +59,9 @@ def prepare(path: str, inventory_path: str | None, extra_vars: tuple[str, ...],
         raise ValidationFailed(errors)
     runbook = loaded.runbook
     assert runbook is not None
-    params = resolve_params(runbook, given if given is not None else parse_extra_vars(extra_vars))
+    if given is None:
+        given = parse_extra_vars(extra_vars)
+    params = resolve_params(runbook, given)
     pattern = runbook.hosts
     if has_template(pattern):
         pattern = str(templar().render(pattern, dict(params.values), runbook.hosts_loc))
@@ -67,7 +74,8 @@ def prepare(path: str, inventory_path: str | None, extra_vars: tuple[str, ...],
         raise InventoryError(f"no hosts match '{pattern}'{where}",
                              loc=runbook.hosts_loc, hint="check the pattern and the inventory "
                                                          "(runbook inventory --graph)")
-    return Prepared(runbook, inventory, params, hosts)
+    return Prepared(runbook, inventory, params, hosts, given=given,
+                    inventory_path=inventory_path, limit=limit)
 
 
 @click.command()
@@ -91,10 +99,14 @@ def prepare(path: str, inventory_path: str | None, extra_vars: tuple[str, ...],
               help="After Ctrl-C, how long running commands may finish.")
 @output_option
 @click.option("-v", "--verbose", count=True, help="Show command output.")
+@state_option
+@click.option("--no-journal", is_flag=True,
+              help="Do not record the run (no history, resume or locks).")
 def run(path: str, inventory_path: str | None, extra_vars: tuple[str, ...], dry_run: bool,
         diff: bool, limit: str | None, tags: tuple[str, ...], skip_tags: tuple[str, ...],
         start_at: str | None, step_by_step: bool, forks: int | None, assume_yes: bool,
-        no_rollback: bool, grace: str, output: str, verbose: int) -> int:
+        no_rollback: bool, grace: str, output: str, verbose: int, state_path: str | None,
+        no_journal: bool) -> int:
     """Run a runbook against its hosts.
 
     \b
@@ -121,12 +133,16 @@ def run(path: str, inventory_path: str | None, extra_vars: tuple[str, ...], dry_
                          step_by_step=step_by_step, assume_yes=assume_yes,
                          interactive=sys.stdin.isatty(), no_rollback=no_rollback,
                          grace_period=grace_seconds)
-    return execute(prepared, options, output=output, verbose=verbose)
+    return execute(prepared, options, output=output, verbose=verbose,
+                   journal=not no_journal, state_path=state_path)
 
 
 def execute(prepared: Prepared, options: Any, *, output: str, verbose: int,
-            run_id: str | None = None, sinks: list[Any] | None = None) -> int:
-    """Run a prepared runbook with its output sinks and signal handling."""
+            journal: bool = True, state_path: str | None = None, run_id: str | None = None,
+            sinks: list[Any] | None = None, kind: str = "run",
+            resumed_from: str | None = None, progress: Any = None,
+            only_rollback: bool = False) -> int:
+    """Run a prepared runbook with its output sinks, journal, locks and signal handling."""
     from ..executor.context import RunContext
     from ..executor.events import EventBus, RunStart
     from ..executor.runner import Executor
@@ -156,6 +172,9 @@ def execute(prepared: Prepared, options: Any, *, output: str, verbose: int,
     context = RunContext(run_id=run_id or new_run_id(), runbook=runbook,
                          inventory=prepared.inventory, params=prepared.params.values,
                          options=options, bus=bus, redactor=redactor)
+    keeper = None
+    if journal:
+        keeper = _journal(context, prepared, options, state_path, kind, resumed_from)
     context.prompt = _prompter(live)
     context.confirm_step = _step_confirmer(live)
     shown_params = {k: ("********" if k in prepared.params.secret_names and v is not None else v)
@@ -163,20 +182,71 @@ def execute(prepared: Prepared, options: Any, *, output: str, verbose: int,
     bus.emit(RunStart(context.run_id, runbook.name, runbook.path,
                       tuple(h.name for h in prepared.hosts), options.dry_run, shown_params,
                       len(runbook.walk()), user=_user(), machine=socket.gethostname()))
-    executor = Executor(context, prepared.hosts)
+    executor = Executor(context, prepared.hosts, progress=progress, resumed_from=resumed_from)
     restore = _install_signals(context, options.grace_period)
     try:
-        report = executor.execute()
+        report = executor.rollback_only() if only_rollback else executor.execute()
     finally:
         restore()
         if live is not None:
             live.stop()
+        if keeper is not None:
+            keeper.__exit__(None, None, None)
     if recap.end is not None:
         color = use_color(human)
         print_recap(recap.end, human, color=color, runbook=runbook.name,
                     dry_run=options.dry_run)
         recap.print_rollbacks(human, color)
     return report.exit_code
+
+
+def _journal(context: Any, prepared: Prepared, options: Any, state_path: str | None,
+             kind: str, resumed_from: str | None) -> Any:
+    """Open the store, take the locks (not for dry runs), subscribe the journal sink."""
+    from ..executor.journal import JournalSink, LockKeeper, lock_names
+    from ..store import open_store
+    from ..store.base import LockHolder, RunRecord
+    from ..templating import has_template, templar
+
+    runbook = prepared.runbook
+    store = open_store(state_path)
+    hosts = [h.name for h in prepared.hosts]
+    holder = LockHolder(context.run_id, _user(), socket.gethostname(), os.getpid())
+    keeper = None
+    if not options.dry_run and runbook.lock is not False:
+        custom = runbook.lock if isinstance(runbook.lock, str) else None
+        if custom and has_template(custom):
+            custom = str(templar().render(custom, dict(prepared.params.values), runbook.loc))
+        lease = float(os.environ.get("RUNBOOK_LOCK_LEASE", "30"))
+        keeper = LockKeeper(store, lock_names(runbook, hosts, custom), holder, lease)
+        keeper.__enter__()
+    record = RunRecord(
+        run_id=context.run_id, runbook=runbook.name, path=os.path.abspath(runbook.path),
+        content_hash=runbook.content_hash, user=holder.user, machine=holder.machine,
+        pid=holder.pid, started_at=time.time(), hosts=tuple(hosts),
+        params=_journal_params(prepared), dry_run=options.dry_run, resumed_from=resumed_from,
+        parent_kind=kind,
+        options={"inventory": prepared.inventory_path, "limit": prepared.limit,
+                 "tags": sorted(options.tags), "skip_tags": sorted(options.skip_tags),
+                 "forks": options.forks, "dry_run": options.dry_run,
+                 "no_rollback": options.no_rollback, "diff": options.diff})
+    context.bus.subscribe(JournalSink(store, record))
+    return keeper
+
+
+def _journal_params(prepared: Prepared) -> dict[str, Any]:
+    """Params as the journal keeps them: secrets masked, unless given as a reference."""
+    from ..redact import MASK
+    out: dict[str, Any] = {}
+    secret = prepared.params.secret_names
+    for name, value in prepared.params.values.items():
+        if name in secret:
+            raw = prepared.given.get(name)
+            ref = isinstance(raw, str) and str(raw).startswith(("env:", "file:"))
+            out[name] = str(raw) if ref else (MASK if value is not None else None)
+        else:
+            out[name] = value
+    return out
 
 
 class _RecapCollector:

@@ -7,7 +7,7 @@ when a host needs them.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
 from .base import CommandResult, Connection, FileStat
 
@@ -33,11 +33,19 @@ def connect(host: "Host") -> Connection:
 
 
 class ConnectionPool:
-    """One connection per host, created on first use, closed together at the end."""
+    """One connection per host, created on first use, closed together at the end.
 
-    def __init__(self) -> None:
+    ``factory`` replaces ``connect`` (tests use it to inject a FakeConnection);
+    ``docker_factory`` makes the Docker API client of a host (see docker_api.py).
+    """
+
+    def __init__(self, factory: "Callable[[Host], Connection] | None" = None,
+                 docker_factory: "Callable[[Host], Any] | None" = None) -> None:
         self._conns: dict[str, Connection] = {}
+        self._dockers: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._factory = factory or connect
+        self._docker_factory = docker_factory
 
     def get(self, host: "Host") -> Connection:
         conn = self._conns.get(host.name)
@@ -45,9 +53,24 @@ class ConnectionPool:
             with self._lock:
                 conn = self._conns.get(host.name)
                 if conn is None:
-                    conn = connect(host)
+                    conn = self._factory(host)
                     self._conns[host.name] = conn
         return conn
+
+    def docker(self, host: "Host") -> Any:
+        """The Docker API of the daemon a host's docker steps talk to (one per host)."""
+        api = self._dockers.get(host.name)
+        if api is None:
+            with self._lock:
+                api = self._dockers.get(host.name)
+                if api is None:
+                    factory = self._docker_factory
+                    if factory is None:
+                        from .docker_api import api_for
+                        factory = api_for
+                    api = factory(host)
+                    self._dockers[host.name] = api
+        return api
 
     def cancel_all(self) -> None:
         for conn in list(self._conns.values()):
@@ -58,8 +81,9 @@ class ConnectionPool:
 
     def close_all(self) -> None:
         with self._lock:
-            conns = list(self._conns.values())
+            conns = list(self._conns.values()) + list(self._dockers.values())
             self._conns.clear()
+            self._dockers.clear()
         for conn in conns:
             try:
                 conn.close()

@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping, Protocol
 
-__all__ = ["Event", "RunStart", "BatchStart", "StepStart", "StepEnd", "Retry", "RollbackStart",
+__all__ = ["Event", "StepFacts", "RollbackPushed", "RollbackPopped", "RunStart", "BatchStart", "StepStart", "StepEnd", "Retry", "RollbackStart",
            "RollbackStep", "RollbackEnd", "LogMessage", "RunEnd", "EventBus", "Sink",
            "HostStats"]
 
@@ -20,6 +20,8 @@ __all__ = ["Event", "RunStart", "BatchStart", "StepStart", "StepEnd", "Retry", "
 @dataclass(frozen=True)
 class Event:
     kind = "event"
+    #: internal events feed the journal; they are not part of the JSON output
+    internal = False
 
     def to_json(self) -> dict[str, Any]:
         out = {"event": self.kind}
@@ -150,6 +152,45 @@ class LogMessage(Event):
     ts: float = field(default_factory=time.time)
 
 
+@dataclass(frozen=True)
+class StepFacts(Event):
+    """Variables a completed step defined on a host (register / set), for resume."""
+
+    kind = "step_facts"
+    internal = True
+    run_id: str
+    host: str
+    step: str
+    facts: Mapping[str, Any]
+    simulated: bool = False
+    ts: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class RollbackPushed(Event):
+    """A completed step's rollback steps went on the host's stack, with their variables."""
+
+    kind = "rollback_push"
+    internal = True
+    run_id: str
+    host: str
+    step: str
+    snapshot: Mapping[str, Any]
+    ts: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class RollbackPopped(Event):
+    """A stack entry's rollback steps have all run (whatever their outcome)."""
+
+    kind = "rollback_pop"
+    internal = True
+    run_id: str
+    host: str
+    step: str
+    ts: float = field(default_factory=time.time)
+
+
 @dataclass
 class HostStats:
     ok: int = 0
@@ -164,6 +205,7 @@ class HostStats:
     unsimulated: int = 0
     ignored: int = 0
     rescued: int = 0
+    restored: int = 0
 
 
 @dataclass(frozen=True)
@@ -184,19 +226,31 @@ class Sink(Protocol):
 
 
 class EventBus:
-    """Delivers events to sinks, one at a time (sinks need no locking of their own)."""
+    """Delivers events to sinks.
+
+    Ordinary sinks get events one at a time (they need no locking of their own).
+    A sink with ``concurrent = True`` (the journal) is called outside that lock, so
+    hosts finishing a step together can share one commit.
+    """
 
     def __init__(self, redact: Callable[[Event], Event] | None = None) -> None:
         self.sinks: list[Sink] = []
+        self.concurrent: list[Sink] = []
         self._lock = threading.Lock()
         self._redact = redact
 
     def subscribe(self, sink: Sink) -> None:
-        self.sinks.append(sink)
+        if getattr(sink, "concurrent", False):
+            self.concurrent.append(sink)
+        else:
+            self.sinks.append(sink)
 
     def emit(self, event: Event) -> None:
         if self._redact is not None:
             event = self._redact(event)
-        with self._lock:
-            for sink in self.sinks:
-                sink.handle(event)
+        for sink in self.concurrent:
+            sink.handle(event)
+        if self.sinks:
+            with self._lock:
+                for sink in self.sinks:
+                    sink.handle(event)

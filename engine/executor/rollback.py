@@ -9,7 +9,7 @@ import time
 from typing import TYPE_CHECKING
 
 from .context import RunContext
-from .events import RollbackEnd, RollbackStart, RollbackStep
+from .events import RollbackEnd, RollbackPopped, RollbackStart, RollbackStep
 from .state import HostState
 
 if TYPE_CHECKING:
@@ -52,6 +52,7 @@ def unwind(run: RunContext, runner: "StepRunner", state: HostState, reason: str)
                                       outcome.result.msg))
         else:
             stack.pop()
+            run.bus.emit(RollbackPopped(run.run_id, state.name, entry.step.id))
             continue
         break
     state.failure = held_failure

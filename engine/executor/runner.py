@@ -13,17 +13,20 @@ import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from ..errors import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_ROLLBACK_FAILED,
                       RunbookError)
 from ..model import Runbook, Step
 from . import retry
 from .context import RunContext
-from .events import BatchStart, RunEnd, StepEnd, StepStart
+from .events import BatchStart, RollbackPushed, RunEnd, StepEnd, StepStart
 from .rollback import unwind
-from .state import Failure, HostState
+from .state import Failure, HostState, RollbackEntry
 from .step import StepRunner
+
+if TYPE_CHECKING:
+    from .journal import HostProgress
 
 __all__ = ["Executor", "RunReport", "batches"]
 
@@ -78,8 +81,12 @@ def tolerance_exceeded(failed: int, size: int, max_fail_percentage: float | None
 class Executor:
     """Runs one runbook on its hosts."""
 
-    def __init__(self, run: RunContext, hosts: Sequence[Any]) -> None:
+    def __init__(self, run: RunContext, hosts: Sequence[Any],
+                 progress: "dict[str, HostProgress] | None" = None,
+                 resumed_from: str | None = None) -> None:
         self.run = run
+        self.progress = progress or {}
+        self.resumed_from = resumed_from
         self.hosts = list(hosts)
         self.runbook: Runbook = run.runbook
         forks = run.options.forks or self.runbook.forks or DEFAULT_FORKS
@@ -95,8 +102,9 @@ class Executor:
         start = time.monotonic()
         if self.runbook.timeout:
             run.run_deadline = start + self.runbook.timeout
-        for index, host in enumerate(self.hosts):
-            run.states[host.name] = HostState(host)
+        for host in self.hosts:
+            state = run.states[host.name] = HostState(host)
+            self._restore(state)
         states = [run.states[h.name] for h in self.hosts]
         try:
             self._run(states)
@@ -105,6 +113,41 @@ class Executor:
                 self._pool.shutdown(wait=True)
             run.pool.close_all()
         return self._report(states, time.monotonic() - start)
+
+    def rollback_only(self) -> RunReport:
+        """``runbook rollback``: unwind the restored stacks, nothing else."""
+        run = self.run
+        start = time.monotonic()
+        states = []
+        for host in self.hosts:
+            state = run.states[host.name] = HostState(host)
+            self._restore(state)
+            state.restored.clear()
+            states.append(state)
+        try:
+            stacked = [s for s in states if s.rollback_stack]
+            if stacked:
+                self._fan_out(lambda state: unwind(run, self.steps, state,
+                                                   "runbook rollback was asked"), stacked)
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+            run.pool.close_all()
+        return self._report(states, time.monotonic() - start, rollback_only=True)
+
+    def _restore(self, state: HostState) -> None:
+        """Resume: what the journal says this host completed, and its rollback stack."""
+        progress = self.progress.get(state.name)
+        if progress is None:
+            return
+        state.resumed_from = self.resumed_from
+        state.restored = dict(progress.completed)
+        for step_id, snapshot in progress.stack:
+            step = self.runbook.find_step(step_id)
+            if step is not None and step.rollback:
+                state.rollback_stack.append(RollbackEntry(step=step, snapshot=snapshot))
+                self.run.bus.emit(RollbackPushed(self.run.run_id, state.name, step_id,
+                                                 snapshot))
 
     def _run(self, states: list[HostState]) -> None:
         run = self.run
@@ -342,13 +385,16 @@ class Executor:
                 return
 
     # ---------------------------------------------------------------- report
-    def _report(self, states: list[HostState], duration: float) -> RunReport:
+    def _report(self, states: list[HostState], duration: float,
+                rollback_only: bool = False) -> RunReport:
         run = self.run
         failures = [s.failure for s in states if s.failure is not None]
         rollback_failed = any(s.rollback_failed for s in states)
         rollback_incomplete = any(s.rollback_stack for s in states if s.rollback_ran)
         interrupted = run.stop_reason.startswith("interrupted")
-        if rollback_failed or rollback_incomplete:
+        if rollback_only and not (rollback_failed or rollback_incomplete):
+            status, code = "rolled_back", EXIT_OK
+        elif rollback_failed or rollback_incomplete:
             status, code = "rollback_failed", EXIT_ROLLBACK_FAILED
         elif interrupted:
             status, code = "interrupted", EXIT_INTERRUPTED

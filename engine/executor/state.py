@@ -69,6 +69,9 @@ class HostState:
         self.rollback_ran = False
         self.rollback_failed = False
         self.builtins: dict[str, Any] = {}
+        # resume: step id -> (facts it defined, whether they were simulated)
+        self.restored: dict[str, tuple[dict[str, Any], bool]] = {}
+        self.resumed_from: str | None = None
 
     @property
     def active(self) -> bool:

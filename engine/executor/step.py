@@ -18,7 +18,7 @@ from ..model import Condition, SourceLoc, Step
 from ..redact import MASK
 from . import retry
 from .context import RunContext
-from .events import LogMessage, Retry, StepEnd, StepStart
+from .events import LogMessage, Retry, RollbackPushed, StepEnd, StepFacts, StepStart
 from .state import Failure, HostState, RollbackEntry
 
 __all__ = ["StepRunner", "Outcome"]
@@ -48,6 +48,7 @@ class StepRunner:
     def __init__(self, run: RunContext) -> None:
         self.run = run
         self._instances: dict[str, Action] = {}
+        self._names_cache: dict[str, frozenset[str]] = {}
 
     # ---------------------------------------------------------------- entry
     def execute(self, step: Step, state: HostState, phase: str = "steps",
@@ -55,6 +56,8 @@ class StepRunner:
         """Run an action step on one host and record what happened."""
         run = self.run
         state.started = True
+        if phase != "rollback" and step.id in state.restored:
+            return self._restore(step, state, phase)
         start = time.perf_counter()
         title = self._title(step, state, snapshot)
         run.bus.emit(StepStart(run.run_id, state.name, step.id, title, step.action,
@@ -77,6 +80,24 @@ class StepRunner:
         outcome = replace(outcome, title=title)
         self._record(step, state, outcome, phase, duration)
         return outcome
+
+    def _restore(self, step: Step, state: HostState, phase: str) -> Outcome:
+        """A step that completed in the run being resumed: its variables, not its work."""
+        run = self.run
+        facts, simulated = state.restored.pop(step.id)
+        state.facts.update(facts)
+        if simulated:
+            state.simulated.update(facts)
+        state.stats.restored += 1
+        message = f"completed in run {state.resumed_from}" if state.resumed_from else \
+            "completed before"
+        run.bus.emit(StepStart(run.run_id, state.name, step.id, step.title, step.action,
+                               str(step.loc), phase))
+        if facts:
+            run.bus.emit(StepFacts(run.run_id, state.name, step.id, facts, simulated))
+        run.bus.emit(StepEnd(run.run_id, state.name, step.id, step.title, "restored", False,
+                             0.0, msg=message, phase=phase, loc=str(step.loc)))
+        return Outcome("restored", StepResult(msg=message))
 
     def fail_without_running(self, step: Step, state: HostState, phase: str,
                              exc: RunbookError) -> Outcome:
@@ -242,6 +263,7 @@ class StepRunner:
         ctx = ActionContext(
             host=state.host, step=step,
             connection_factory=lambda: run.pool.get(target),
+            docker_factory=lambda: run.pool.docker(target),
             render=lambda value: templar.render(value, scope, step.loc),
             truth=lambda expr: templar.truth(expr, scope, step.loc),
             render_text=lambda text: templar.render_text(text, scope, step.loc),
@@ -349,13 +371,33 @@ class StepRunner:
 
     def _push(self, step: Step, state: HostState, extra: Mapping[str, Any],
               snapshot: Mapping[str, Any] | None) -> None:
-        view = dict(state.facts)
+        """Put the step's rollback on the stack with the variables its steps read."""
+        needed = self._rollback_names(step)
+        view = {k: v for k, v in state.facts.items() if k in needed}
         if snapshot:
-            view.update(snapshot)
-        view.update(extra)
-        if step.register and "result" in extra:
+            view.update({k: v for k, v in snapshot.items() if k in needed})
+        view.update({k: v for k, v in extra.items() if k in needed})
+        if step.register and "result" in extra and step.register in needed:
             view[step.register] = extra["result"]
         state.rollback_stack.append(RollbackEntry(step=step, snapshot=view))
+        self.run.bus.emit(RollbackPushed(self.run.run_id, state.name, step.id, view))
+
+    def _rollback_names(self, step: Step) -> frozenset[str]:
+        """Names the rollback steps of ``step`` read (what their snapshot must keep)."""
+        cached = self._names_cache.get(step.id)
+        if cached is None:
+            templar = self.run.templar
+            names: set[str] = {step.loop_var, "result"}
+            if step.register:
+                names.add(step.register)
+            for undo in step.rollback:
+                for text in _strings(undo):
+                    names |= templar.names(text)
+                for condition in (*undo.when, *undo.check, *undo.failed_when,
+                                  *undo.changed_when, *undo.retry.until):
+                    names |= templar.names(condition.expr, condition=True)
+            cached = self._names_cache[step.id] = frozenset(names)
+        return cached
 
     def _failure(self, step: Step, state: HostState, result: StepResult,
                  phase: str = "steps") -> Failure:
@@ -382,8 +424,9 @@ class StepRunner:
         run = self.run
         result = outcome.result
         stats = state.stats
+        facts: dict[str, Any] = {}
         if step.register:
-            state.facts[step.register] = result.as_vars()
+            facts[step.register] = result.as_vars()
             if result.simulated:
                 state.simulated.add(step.register)
             else:
@@ -391,7 +434,12 @@ class StepRunner:
         action_cls = get_action(step.action or "")
         if action_cls is not None and action_cls.sets_vars and not outcome.failed and \
                 outcome.status != "skipped":
-            state.facts.update(result.fields)
+            facts.update(result.fields)
+        if facts:
+            state.facts.update(facts)
+            if phase != "rollback":
+                run.bus.emit(StepFacts(run.run_id, state.name, step.id, facts,
+                                       result.simulated))
         if step.no_log:
             run.redactor.add(_secret_values(result))
         status = outcome.status
@@ -438,6 +486,29 @@ def _step_dir(step: Step, default: str) -> str:
     import os
     path = step.loc.path
     return os.path.dirname(os.path.abspath(path)) if path else default
+
+
+def _strings(step: Step) -> list[str]:
+    """Every string a step may render: name, args (deep), loop, delegate_to."""
+    out: list[str] = []
+
+    def visit(value: Any) -> None:
+        if isinstance(value, str):
+            out.append(value)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                visit(k)
+                visit(v)
+        elif isinstance(value, list):
+            for v in value:
+                visit(v)
+    visit(step.name)
+    visit(dict(step.args))
+    visit(step.loop)
+    visit(step.delegate_to)
+    for v in step.vars.values():
+        visit(getattr(v, "value", v))
+    return out
 
 
 def _tail(text: str, lines: int = 5) -> str:

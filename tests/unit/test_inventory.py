@@ -215,12 +215,13 @@ def test_vars_file_for_an_unknown_name_is_a_warning(tmp_path: Path) -> None:
     assert inv.host("localhost").vars == {"local_only": True}   # the implicit localhost
 
 
-def test_vault_file_is_refused(tmp_path: Path) -> None:
-    write(tmp_path, "group_vars/all.yml", "$ANSIBLE_VAULT;1.1;AES256\n6231\n")
-    path = write(tmp_path, "inv.yml", "all:\n  hosts:\n    w1:\n")
-    with pytest.raises(ValidationFailed) as info:
-        Inventory.load(path, environ={})
-    assert info.value.problems[0].message == "Ansible Vault encrypted files are not supported"
+def test_vault_file_is_skipped_with_a_warning(tmp_path: Path) -> None:
+    write(tmp_path, "group_vars/all/vault.yml", "$ANSIBLE_VAULT;1.1;AES256\n6231\n")
+    write(tmp_path, "group_vars/all/main.yml", "plain: 1\n")
+    inv = Inventory.load(write(tmp_path, "inv.yml", "all:\n  hosts:\n    w1:\n"), environ={})
+    assert [w.message for w in inv.warnings] == [
+        "Ansible Vault encrypted file skipped: its variables are missing"]
+    assert inv.host("w1").vars == {"plain": 1}
 
 
 # -- connection settings ------------------------------------------------------------
@@ -562,7 +563,7 @@ def test_load_succeeds_or_raises_a_user_error(parts: list[str], ext: str,
 def _big_inventory(tmp_path: Path, count: int) -> str:
     lines = ["all:", "  vars:", "    ansible_user: deploy", "  children:"]
     for g in range(10):
-        lines += [f"    group{g}:", f"      vars:", f"        tier: {g}", "      hosts:"]
+        lines += [f"    group{g}:", "      vars:", f"        tier: {g}", "      hosts:"]
         lines += [f"        host{g}-{i:03}:\n          ansible_host: 10.0.{g}.{i}"
                   for i in range(count // 10)]
     write(tmp_path, "group_vars/group3.yml", "extra: true\n")

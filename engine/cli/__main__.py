@@ -1,0 +1,7 @@
+"""``python -m engine.cli`` is the ``runbook`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -1,0 +1,148 @@
+"""``runbook resume`` and ``runbook rollback``: continue or undo a recorded run."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+from typing import Any
+
+from ..errors import UsageError, UserError
+from ..redact import MASK
+
+__all__ = ["resume_run", "rollback_run"]
+
+
+def _load_record(store: Any, run_id: str) -> Any:
+    record = store.get_run(run_id)
+    if record is None:
+        raise UserError(f"no run with id '{run_id}' in the journal",
+                        hint="'runbook history' lists the runs")
+    return record
+
+
+def _alive(record: Any) -> bool:
+    if record.machine != socket.gethostname():
+        return False
+    try:
+        os.kill(record.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{record.pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _check_file(record: Any, force: bool) -> None:
+    try:
+        with open(record.path, "rb") as f:
+            text = f.read()
+    except OSError as exc:
+        raise UserError(f"cannot read the runbook of run {record.run_id}: {record.path}: "
+                        f"{exc.strerror}") from None
+    current = hashlib.sha256(text.decode("utf-8", "surrogateescape").encode(
+        "utf-8", "surrogateescape")).hexdigest()
+    if current != record.content_hash and not force:
+        raise UserError(f"{record.path} changed since run {record.run_id} started",
+                        hint="steps may no longer match the journal; check the change, then "
+                             "pass --force to go on anyway")
+
+
+def _given(record: Any, extra_vars: tuple[str, ...]) -> dict[str, Any]:
+    from ..params import parse_extra_vars
+    given = {k: v for k, v in dict(record.params).items() if v is not None}
+    given.update(parse_extra_vars(extra_vars))
+    missing = [k for k, v in given.items() if v == MASK]
+    if missing:
+        names = ", ".join(missing)
+        raise UserError(f"secret param(s) {names} of run {record.run_id} were not stored",
+                        hint="give them again with -e " +
+                             " -e ".join(f"{m}=..." for m in missing) +
+                             " (or pass secrets as env:NAME / file:PATH references)")
+    return given
+
+
+def _prepared(record: Any, given: dict[str, Any], hosts: list[str] | None) -> Any:
+    from .run_cmd import prepare
+    options = dict(record.options)
+    prepared = prepare(record.path, options.get("inventory"), (), options.get("limit"),
+                       given=given)
+    wanted = list(hosts or record.hosts)
+    by_name = {h.name: h for h in prepared.inventory.hosts.values()}
+    missing = [h for h in wanted if h not in by_name]
+    if missing:
+        raise UserError(f"host(s) of run {record.run_id} no longer in the inventory: "
+                        f"{', '.join(missing)}")
+    prepared.hosts = [by_name[h] for h in wanted]
+    return prepared
+
+
+def resume_run(run_id: str, *, state_path: str | None, force: bool,
+               extra_vars: tuple[str, ...], output: str, verbose: int, assume_yes: bool,
+               dry_run: bool) -> int:
+    """Continue a failed or interrupted run from where each host stopped."""
+    import sys
+
+    from ..executor.context import RunOptions
+    from ..executor.journal import read_progress
+    from ..store import open_store
+    from .run_cmd import execute
+
+    store = open_store(state_path)
+    record = _load_record(store, run_id)
+    if record.dry_run:
+        raise UsageError(f"run {record.run_id} was a dry run: there is nothing to resume")
+    if record.status == "running" and _alive(record):
+        raise UsageError(f"run {record.run_id} is still running (pid {record.pid} on "
+                         f"{record.machine})")
+    if record.status == "ok":
+        raise UsageError(f"run {record.run_id} completed successfully: nothing to resume")
+    _check_file(record, force)
+    prepared = _prepared(record, _given(record, extra_vars), None)
+    progress = read_progress(store.events(record.run_id))
+    saved = dict(record.options)
+    options = RunOptions(dry_run=dry_run, diff=bool(saved.get("diff")), forks=saved.get("forks"),
+                         tags=frozenset(saved.get("tags") or ()),
+                         skip_tags=frozenset(saved.get("skip_tags") or ()),
+                         assume_yes=assume_yes, interactive=sys.stdin.isatty(),
+                         no_rollback=bool(saved.get("no_rollback")))
+    return execute(prepared, options, output=output, verbose=verbose, state_path=state_path,
+                   kind="resume", resumed_from=record.run_id, progress=progress)
+
+
+def rollback_run(run_id: str, *, state_path: str | None, hosts: tuple[str, ...], force: bool,
+                 extra_vars: tuple[str, ...], output: str, verbose: int, assume_yes: bool,
+                 dry_run: bool) -> int:
+    """Run the recorded rollback steps of a run, newest first, per host."""
+    import sys
+
+    from ..executor.context import RunOptions
+    from ..executor.journal import read_progress
+    from ..store import open_store
+    from .run_cmd import execute
+
+    store = open_store(state_path)
+    record = _load_record(store, run_id)
+    if record.status == "running" and _alive(record):
+        raise UsageError(f"run {record.run_id} is still running (pid {record.pid})")
+    _check_file(record, force)
+    progress = read_progress(store.events(record.run_id))
+    for name in hosts:
+        if name not in record.hosts:
+            raise UsageError(f"host '{name}' was not part of run {record.run_id}",
+                             hint="its hosts: " + ", ".join(record.hosts))
+    chosen = [h for h in (hosts or record.hosts) if progress.get(h) and progress[h].stack]
+    if not chosen:
+        raise UsageError(f"run {record.run_id} has nothing to roll back",
+                         hint="no step with 'rollback:' completed, or it was rolled back "
+                              "already")
+    prepared = _prepared(record, _given(record, extra_vars), chosen)
+    options = RunOptions(dry_run=dry_run, assume_yes=assume_yes,
+                         interactive=sys.stdin.isatty())
+    return execute(prepared, options, output=output, verbose=verbose, state_path=state_path,
+                   kind="rollback", resumed_from=record.run_id, progress=progress,
+                   only_rollback=True)
