@@ -83,7 +83,8 @@ class _Checker:
         self._pattern(pattern, self.runbook.hosts_loc or self.runbook.loc)
         for step in self.runbook.walk():
             if step.delegate_to and not has_template(step.delegate_to):
-                self._pattern(step.delegate_to, step.loc, single=True)
+                self._pattern(step.delegate_to,
+                              self.loaded.delegate_locs.get(step.path, step.loc), single=True)
 
     def _pattern(self, pattern: str, loc: SourceLoc, single: bool = False) -> None:
         assert self.inventory is not None

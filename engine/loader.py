@@ -81,6 +81,7 @@ class LoadResult:
     problems: list[LoadError]
     sites: dict[str, list[Site]] = field(default_factory=dict)
     registers: dict[str, str] = field(default_factory=dict)   # register name -> step path
+    delegate_locs: dict[str, SourceLoc] = field(default_factory=dict)   # step path -> loc
 
     @property
     def errors(self) -> list[LoadError]:
@@ -109,6 +110,7 @@ class _Loader:
         self.problems: list[LoadError] = []
         self.sites: dict[str, list[Site]] = {}
         self.registers: dict[str, str] = {}
+        self.delegate_locs: dict[str, SourceLoc] = {}
         self.ids: dict[str, SourceLoc] = {}
         self.reserved_ids: set[str] = set()
         self.include_stack: list[str] = []
@@ -137,7 +139,8 @@ class _Loader:
         self.problems.sort(key=lambda p: (p.loc.path != path if p.loc else True,
                                           p.loc.path if p.loc else "",
                                           p.loc.line if p.loc else 0, p.loc.col if p.loc else 0))
-        return LoadResult(runbook, self.problems, self.sites, self.registers)
+        return LoadResult(runbook, self.problems, self.sites, self.registers,
+                          self.delegate_locs)
 
     # ---------------------------------------------------------------- runbook
     def _runbook(self, doc: yamlsrc.Document) -> Runbook | None:
@@ -291,7 +294,8 @@ class _Loader:
         try:
             seconds = parse_duration(value)
         except ValueError as exc:
-            self.error(doc.loc(node), f"'{what}': {exc}" if isinstance(value, str) else
+            readable = isinstance(value, (str, int, float)) and not isinstance(value, bool)
+            self.error(doc.loc(node), f"'{what}': {exc}" if readable else
                        f"'{what}' must be a duration (30s, 5m, 1h or seconds), found "
                        f"{yamlsrc.kind_name(node)}")
             return None
@@ -595,12 +599,18 @@ class _Loader:
                 if kind == "action" and key in ("rescue", "always"):
                     msg, hint = f"'{key}' belongs to a block", "put the steps under 'block:'"
                 else:
-                    msg, hint = f"'{key}' is not allowed on {'a ' + kind if kind != 'action' else 'an action step'}", None
+                    what = {"block": "a block", "include": "an include"}.get(kind, "an action step")
+                    msg, hint = f"'{key}' is not allowed on {what}", None
                     if kind != "action" and key in STEP_KEYS:
                         hint = f"put '{key}' on the steps inside the {kind}"
                 self.error(doc.loc(keys[key]), msg, hint=hint)
                 del fields[key]
         for key, key_node in unknown:
+            ours = _ansible_action(key)
+            if ours:
+                self.error(doc.loc(key_node), f"unknown action '{key}'",
+                           hint=f"did you mean '{ours}'?")
+                continue
             close_action = suggest(key, known_actions)
             close_key = suggest(key, allowed)
             if key in _ANSIBLE_HINTS:
@@ -619,7 +629,8 @@ class _Loader:
                            hint=f"did you mean '{close_key}'?" if close_key else
                            "allowed keys: " + ", ".join(allowed))
         if kind != "action" and actions:
-            self.error(doc.loc(actions[0][1]), f"a {kind} cannot also have an action "
+            article = "an" if kind == "include" else "a"
+            self.error(doc.loc(actions[0][1]), f"{article} {kind} cannot also have an action "
                                                f"('{actions[0][0]}')",
                        hint=f"move '{actions[0][0]}' into a step of its own")
             actions = []
@@ -673,6 +684,8 @@ class _Loader:
         run_once = self._bool(doc, fields.get("run_once"), "run_once")
         no_log = self._bool(doc, fields.get("no_log"), "no_log")
         delegate_to = self._string(doc, fields.get("delegate_to"), "delegate_to")
+        if delegate_to:
+            self.delegate_locs[path] = doc.loc(fields["delegate_to"])
         if delegate_to and has_template(delegate_to):
             self._site(doc, fields["delegate_to"], path, delegate_to, condition=False,
                        extra=local_names)
@@ -725,8 +738,9 @@ class _Loader:
                 step_id = id_prefix + str(raw)
                 if step_id in self.ids:
                     first = self.ids[step_id]
+                    where = f"line {first.line}" if first.path == doc.path else first.short
                     self.error(doc.loc(node), f"duplicate step id '{step_id}' (first used at "
-                                              f"{first.short})",
+                                              f"{where})",
                                hint="step ids must be unique within a runbook")
                 self.ids.setdefault(step_id, doc.loc(node))
                 return step_id
@@ -807,10 +821,12 @@ class _Loader:
         spec_map = action.params
         free_form = getattr(action, "free_form", False)
         nodes: dict[str, Node] = {}
+        key_locs: dict[str, SourceLoc] = {}
         if isinstance(node, MappingNode):
             for key, k_node, v_node in yamlsrc.items(node):
                 args[key] = yamlsrc.to_python(v_node)
                 locs[key] = doc.loc(v_node)
+                key_locs[key] = doc.loc(k_node)
                 nodes[key] = v_node
         elif yamlsrc.is_null(node):
             pass
@@ -820,7 +836,8 @@ class _Loader:
             locs[action.shorthand] = doc.loc(node)
             nodes[action.shorthand] = node
         else:
-            example = f"{action_name}: {{{', '.join(k for k, s in spec_map.items() if s.required) or '...'}}}"
+            required = [f"{k}: ..." for k, spec in spec_map.items() if spec.required]
+            example = f"{action_name}: {{{', '.join(required) or '...'}}}"
             self.error(doc.loc(node), f"'{action_name}' takes a mapping of parameters, found "
                                       f"{yamlsrc.kind_name(node)}", hint=f"e.g. {example}")
             return args, locs
@@ -845,11 +862,12 @@ class _Loader:
         anchor = doc.loc(key_node)
         if free_form:
             for key, value in args.items():
+                where = key_locs.get(key, locs[key])
                 if not _NAME.match(str(key)):
-                    self.error(locs[key], f"'{key}' is not a valid variable name for "
-                                          f"'{action_name}'")
+                    self.error(where, f"'{key}' is not a valid variable name for "
+                                      f"'{action_name}'")
                 elif key in _RESERVED:
-                    self.error(locs[key], f"'{key}' is a reserved name and cannot be set")
+                    self.error(where, f"'{key}' is a reserved name and cannot be set")
             if not args:
                 self.error(anchor, f"'{action_name}' needs at least one name: value")
             return args, locs
@@ -870,7 +888,7 @@ class _Loader:
         for key, spec in spec_map.items():
             if spec.required and key not in args:
                 self.error(anchor, f"'{action_name}' needs the parameter '{key}'",
-                           hint=spec.doc or None)
+                           hint=f"{key}: {spec.doc}" if spec.doc else None)
         for group in action.exclusive:
             given = [k for k in group if k in args]
             if len(given) > 1:
@@ -982,6 +1000,28 @@ class _Loader:
         finally:
             self.include_stack.pop()
         return Step(block=block, include=target, vars=merged, **common)
+
+
+# Ansible modules and the action that does their job here.
+_ANSIBLE_ACTIONS = {
+    "debug": "log", "set_fact": "set", "uri": "http", "get_url": "http", "raw": "shell",
+    "service": "shell", "systemd": "shell", "stat": "file", "lineinfile": "template",
+    "docker_container": "docker.container", "docker_image": "docker.image",
+    "docker_compose": "docker.compose", "docker_compose_v2": "docker.compose",
+    "docker_prune": "docker.prune", "docker_container_exec": "docker.exec",
+    "docker_container_info": "docker.inspect", "docker_host_info": "docker.info",
+    "wait_for_connection": "wait_for", "slurp": "fetch",
+}
+
+
+def _ansible_action(key: str) -> str | None:
+    """The action for an Ansible module name (plain or fully qualified), or None."""
+    short = key.rsplit(".", 1)[-1] if key.startswith(("ansible.", "community.")) else key
+    if short in _ANSIBLE_ACTIONS:
+        return _ANSIBLE_ACTIONS[short]
+    if short != key and get_action(short) is not None:
+        return short
+    return None
 
 
 def _slug(text: str) -> str:

@@ -103,36 +103,33 @@ class ResolvedParams:
 
 def resolve_params(runbook: Runbook, given: Mapping[str, Any], *,
                    strict: bool = True) -> ResolvedParams:
-    """Typed values for every declared param; all problems are reported together."""
-    problems: list[str] = []
-    locs: list[Any] = []
+    """Typed values for every declared param; all problems are reported together
+    (a ParamError whose ``problems`` lists each one with its position and hint)."""
+    problems: list[ParamError] = []
     values: dict[str, Any] = {}
     secrets: set[str] = set()
     declared = {p.name: p for p in runbook.params}
     for name in given:
         if name not in declared and strict:
             close = suggest(name, list(declared))
-            if close:
-                problems.append(f"unknown param '{name}' (did you mean '{close}'?)")
-            elif declared:
-                problems.append(f"unknown param '{name}' (this runbook takes: "
-                                f"{', '.join(declared)})")
-            else:
-                problems.append(f"unknown param '{name}' (this runbook takes no params)")
+            hint = (f"did you mean '{close}'?" if close else
+                    f"this runbook takes: {', '.join(declared)}" if declared else
+                    "this runbook takes no params")
+            problems.append(ParamError(f"unknown param '{name}'", hint=hint))
     for param in runbook.params:
         if param.name in given:
-            raw = given[param.name]
             try:
-                value = _typed(param, raw)
+                value = _typed(param, given[param.name])
             except ValueError as exc:
-                problems.append(f"param '{param.name}': {exc}")
+                problems.append(ParamError(f"param '{param.name}': {exc}", loc=param.loc))
                 continue
         elif param.has_default:
             value = param.default
         elif param.required:
-            problems.append(f"missing required param '{param.name}'"
-                            + (f" ({param.description})" if param.description else ""))
-            locs.append(param.loc)
+            problems.append(ParamError(
+                f"missing required param '{param.name}'", loc=param.loc,
+                hint=f"give it with -e {param.name}=..." +
+                     (f" ({param.description})" if param.description else "")))
             continue
         else:
             value = None
@@ -140,25 +137,29 @@ def resolve_params(runbook: Runbook, given: Mapping[str, Any], *,
             try:
                 value = resolve_secret_ref(value, f"param '{param.name}'")
             except ParamError as exc:
-                problems.append(exc.message)
+                problems.append(ParamError(exc.message, loc=param.loc, hint=exc.hint))
                 continue
             if isinstance(value, str) and value:
                 secrets.add(value)
         if param.choices and value not in param.choices and not is_template(value) and \
                 value is not None:
-            problems.append(f"param '{param.name}' must be one of "
-                            f"{', '.join(repr(c) for c in param.choices)}; got "
-                            f"{'********' if param.secret else repr(value)}")
+            shown = "********" if param.secret else repr(value)
+            problems.append(ParamError(
+                f"param '{param.name}' must be one of "
+                f"{', '.join(repr(c) for c in param.choices)}; got {shown}", loc=param.loc))
             continue
         values[param.name] = value
     for name, raw in given.items():
         if name not in declared and not strict:
             values[name] = str(raw) if isinstance(raw, _Raw) else raw
     if problems:
-        hint = "give params with -e name=value (see 'runbook list' for each runbook's params)"
-        raise ParamError("; ".join(problems) if len(problems) == 1 else
-                         f"{len(problems)} problems with params:\n  - " + "\n  - ".join(problems),
-                         loc=locs[0] if len(problems) == 1 and locs else None, hint=hint)
+        if len(problems) == 1:
+            raise problems[0]
+        error = ParamError(f"{len(problems)} problems with params:\n  - " +
+                           "\n  - ".join(str(p) for p in problems),
+                           hint="give params with -e name=value ('runbook list' shows them)")
+        error.problems = problems   # type: ignore[attr-defined]
+        raise error
     return ResolvedParams(values=values, secrets=frozenset(secrets),
                           secret_names=frozenset(p.name for p in runbook.params if p.secret))
 

@@ -311,7 +311,12 @@ class Templar:
         """A readable syntax error for a template or condition, or None when fine."""
         try:
             if condition:
-                self.env.parse("{{ " + text + "\n}}")
+                try:
+                    self.env.compile_expression(text)
+                except jinja2.TemplateSyntaxError as exc:
+                    if exc.message != "chunk after expression":
+                        raise
+                    self.env.parse("{{ " + text + " }}")   # says what the extra token is
                 self._condition(text)
             else:
                 self._template(text)
@@ -468,9 +473,12 @@ def _template_line(exc: BaseException) -> int | None:
 
 def _syntax_message(exc: jinja2.TemplateSyntaxError, text: str, condition: bool) -> str:
     what = "condition" if condition else "template"
-    message = exc.message or "syntax error"
+    message = (exc.message or "syntax error").rstrip(".")
     message = message.replace(_RESULT, "result").replace("'end of print statement'",
                                                            "end of expression")
+    if condition:
+        message = message.replace("'end of template'", "end of expression").replace(
+            "end of template", "end of expression")
     return f"{what} syntax error: {message} in {text.strip()!r}"
 
 

@@ -9,6 +9,7 @@ so that every error can point at the exact key or value that caused it.
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any, Iterator
 
 import yaml
@@ -65,7 +66,7 @@ def parse(path: str, text: str | None = None) -> tuple[Document, list[LoadError]
     try:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
-        return Document(path, text, None), [_syntax_error(path, exc)]
+        return Document(path, text, None), [_syntax_error(path, exc, text)]
     except yaml.YAMLError as exc:
         return Document(path, text, None), [LoadError(f"YAML error: {exc}",
                                                       loc=SourceLoc(path, 1, 1))]
@@ -79,27 +80,47 @@ def parse(path: str, text: str | None = None) -> tuple[Document, list[LoadError]
     return doc, problems
 
 
-def _syntax_error(path: str, exc: yaml.MarkedYAMLError) -> LoadError:
-    mark = exc.problem_mark or exc.context_mark
-    loc = SourceLoc(path, mark.line + 1, mark.column + 1) if mark else SourceLoc(path, 1, 1)
+def _syntax_error(path: str, exc: yaml.MarkedYAMLError, text: str) -> LoadError:
     problem = (exc.problem or "syntax error").strip()
     context = (exc.context or "").strip()
+    mark = exc.problem_mark or exc.context_mark
     hint = None
-    if "expected a single document" in (context + problem):
-        problem = "a runbook file holds one YAML document; found a second one ('---')"
-    elif "found character '\\t'" in problem or "that cannot start any token" in problem and \
-            "\\t" in problem:
+    lines = text.splitlines()
+    if "could not find expected ':'" in problem or "unexpected end of stream" in problem:
+        # the problem is only noticed later (often at the end of the file): point at its start
+        mark = exc.context_mark or mark
+    loc = SourceLoc(path, mark.line + 1, mark.column + 1) if mark else SourceLoc(path, 1, 1)
+    if "expected a single document" in (context + " " + problem):
+        message = "a runbook file holds one YAML document; found a second one ('---')"
+        return LoadError(f"YAML syntax error: {message}", loc=loc,
+                         hint="split it into two files, or remove the '---' line")
+    at_mark = lines[mark.line][mark.column:mark.column + 1] if mark and mark.line < len(lines) \
+        else ""
+    if "tab" in problem or at_mark == "\t":
         hint = "YAML does not allow tabs for indentation: use spaces"
-    elif "mapping values are not allowed here" in problem:
+    elif "mapping values are not allowed" in problem:
         hint = "a value containing ': ' must be quoted, or the indentation is off"
     elif "could not find expected ':'" in problem:
         hint = "a key is missing its ':' or a multi-line string is not indented"
-    elif "found undefined alias" in problem or context == "found undefined alias":
+    elif "unexpected end of stream" in problem and "quoted scalar" in context:
+        hint = "the quote that starts here is never closed"
+    elif "undefined alias" in problem or "undefined alias" in context:
+        name = _word_at(lines, mark)
+        if name and "'" not in problem:
+            problem = f"found undefined alias '{name.lstrip('*')}'"
         hint = "define the anchor (&name) before using the alias (*name)"
     message = f"YAML syntax error: {problem}"
     if context and context not in problem:
         message += f" ({context})"
     return LoadError(message, loc=loc, hint=hint)
+
+
+def _word_at(lines: list[str], mark: Any) -> str | None:
+    if mark is None or mark.line >= len(lines):
+        return None
+    tail = lines[mark.line][mark.column:]
+    word = re.match(r"\*?[^\s,\]\}]+", tail)
+    return word.group(0) if word else None
 
 
 def _prepare(doc: Document, node: Node, problems: list[LoadError], stack: set[int],
@@ -131,8 +152,8 @@ def _prepare(doc: Document, node: Node, problems: list[LoadError], stack: set[in
                 problems.append(LoadError(
                     f"duplicate key '{key}' (first defined at line {first.start_mark.line + 1})",
                     loc=doc.loc(key_node), hint="YAML keeps only the last value: remove one"))
-            else:
-                seen[key] = key_node
+                kept = [(k, v) for k, v in kept if k is not first]
+            seen[key] = key_node
             kept.append((key_node, value_node))
         for _, value_node in node.value:
             _prepare(doc, value_node, problems, stack, depth + 1)
@@ -157,7 +178,13 @@ def _prepare(doc: Document, node: Node, problems: list[LoadError], stack: set[in
     elif isinstance(node, ScalarNode):
         reason = scalar_error(node)
         if reason:
-            problems.append(LoadError(reason, loc=doc.loc(node)))
+            hint = None
+            if node.tag == "!vault":
+                hint = ("Ansible Vault is not supported: declare a secret param and give it as "
+                        "env:NAME or file:PATH")
+            elif node.tag.startswith("!") and not node.tag.startswith("!!"):
+                hint = "YAML tags are not used by runbook: remove it, or quote the value"
+            problems.append(LoadError(reason, loc=doc.loc(node), hint=hint))
             node.tag = "tag:yaml.org,2002:str"
     elif isinstance(node, SequenceNode):
         stack.add(id(node))

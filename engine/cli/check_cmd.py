@@ -60,7 +60,8 @@ def check(paths: tuple[str, ...], inventory_path: str | None, extra_vars: tuple[
                 try:
                     resolve_params(loaded.runbook, given)
                 except UserError as exc:
-                    found.append(LoadError(exc.message, loc=exc.loc, hint=exc.hint))
+                    for each in getattr(exc, "problems", None) or [exc]:
+                        found.append(LoadError(each.message, loc=each.loc, hint=each.hint))
         problems.extend(found)
         errors = sum(1 for p in found if p.severity == "error")
         summaries.append({"path": path, "ok": errors == 0,

@@ -77,6 +77,9 @@ def print_problems(problems: Iterable[RunbookError], stream: TextIO | None = Non
 def report(exc: RunbookError, stream: TextIO | None = None) -> None:
     """Print a RunbookError (or all problems of a ValidationFailed)."""
     stream = stream or sys.stderr
+    if getattr(exc, "problems", None) and not isinstance(exc, ValidationFailed):
+        print_problems(exc.problems, stream)  # type: ignore[attr-defined]
+        return
     if isinstance(exc, ValidationFailed):
         print_problems(exc.problems, stream)
         errors = sum(1 for p in exc.problems if p.severity == "error")

@@ -180,18 +180,18 @@ class LiveSink(PlainSink):
         super().__init__(stream, color=True, verbose=verbose)
         from rich.console import Console
         from rich.live import Live
-        self.console = Console(file=stream, highlight=False, soft_wrap=True)
-        self.live = Live(console=self.console, refresh_per_second=8, transient=True,
-                         get_renderable=self._render, redirect_stdout=False,
-                         redirect_stderr=False)
         self.lock = threading.RLock()
         self.running: dict[str, tuple[str, float, str]] = {}   # host -> (step, since, note)
         self.step_name = ""
-        self.step_started = 0.0
+        self.step_started = time.monotonic()
         self.done_hosts = 0
         self.total_hosts = 0
         self.run_started = time.monotonic()
         self.active = False
+        self.console = Console(file=stream, highlight=False, soft_wrap=True)
+        self.live = Live(console=self.console, refresh_per_second=8, transient=True,
+                         get_renderable=self._render, redirect_stdout=False,
+                         redirect_stderr=False)
 
     def write(self, line: str) -> None:
         with self.lock:

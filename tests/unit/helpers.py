@@ -39,13 +39,16 @@ __all__ = ["Collector", "Outcome", "make_inventory", "load", "run_yaml", "run_ru
 
 
 class Collector:
-    """A sink that keeps every event (thread-safe: the bus delivers one at a time)."""
+    """A sink that keeps the public events, those of the JSON output, in order
+    (internal ones, which only feed the journal, are left out)."""
 
     def __init__(self) -> None:
         self.events: list[Event] = []
         self.hook: Callable[[Event], None] | None = None
 
     def handle(self, event: Event) -> None:
+        if getattr(event, "internal", False):
+            return
         self.events.append(event)
         if self.hook is not None:
             self.hook(event)

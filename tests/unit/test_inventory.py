@@ -340,7 +340,7 @@ ERRORS = [
     ("missing_env.yml", 4, 17, "environment variable 'RUNBOOK_TEST_UNSET_VARIABLE' is not set "
                                "(needed by 'password')"),
     ("duplicate_key.yml", 4, 5, "duplicate key 'web1' (first defined at line 3)"),
-    ("syntax.yml", 5, 1,
+    ("syntax.yml", 4, 21,
      "YAML syntax error: found unexpected end of stream (while scanning a quoted scalar)"),
     ("bad_range.yml", 3, 5,
      "bad host range in 'web[3:1]': the range [3:1] is empty: begin must be <= end"),

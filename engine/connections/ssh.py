@@ -1,0 +1,835 @@
+"""The ``ssh`` connection (paramiko): one transport per host, one channel per command.
+
+The transport is opened lazily (TCP_NODELAY, keepalive), shared by every step and
+thread that uses the host, re-opened if it died between commands, and closed at the
+end.  Commands are exec'd as given (no login shell, no pty); their output is read
+without threads or busy-waiting.  Files go through one lazily opened SFTP session.
+Host keys are checked against a known_hosts file (``strict``, ``accept-new`` or
+``off``).  paramiko and socket errors become TargetError subclasses here, naming the
+host and address:port.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import getpass
+import hashlib
+import hmac
+import logging
+import os
+import posixpath
+import re
+import secrets
+import shlex
+import socket
+import stat as statmod
+import threading
+import time
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+import paramiko
+from paramiko.common import OPEN_FAILED_CONNECT_FAILED, cMSG_CHANNEL_REQUEST
+
+from ..errors import (ActionTimeout, AuthFailed, ConnectTimeout, HostKeyError, Interrupted,
+                      StepFailed, TargetError, Unreachable)
+from .base import Become, CommandResult, Connection, FileStat, quote_command, sha256_bytes
+
+if TYPE_CHECKING:
+    from ..inventory import ConnectionSettings
+
+__all__ = ["SshConnection", "Hop", "KnownHost", "parse_proxy_jump", "remote_command_line",
+           "fingerprint", "parse_known_hosts", "check_host_key", "host_key_decision",
+           "connect_error"]
+
+log = logging.getLogger("runbook.ssh")
+
+KEEPALIVE_SECONDS = 15
+DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+DEFAULT_IDENTITIES = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")
+SFTP_CHECKSUM_LIMIT = 1 << 20     # hash files up to this size locally, larger ones remotely
+_READ_CHUNK = 1 << 22
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+# -- pure helpers (unit-tested without a server) ---------------------------------------
+
+@dataclass(frozen=True)
+class Hop:
+    """One SSH server on the way to a host: a jump host or the target itself."""
+
+    address: str
+    port: int = 22
+    user: str | None = None
+    jump: bool = False
+
+    @property
+    def known_hosts_name(self) -> str:
+        """The name OpenSSH files this server's key under in known_hosts."""
+        return self.address if self.port == 22 else f"[{self.address}]:{self.port}"
+
+    @property
+    def endpoint(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{host}:{self.port}"
+
+
+def parse_proxy_jump(value: str, default_user: str | None) -> list[Hop]:
+    """``[user@]host[:port]`` (or several, comma-separated, first hop first)."""
+    hops = []
+    for part in value.split(","):
+        part = part.strip()
+        user, _, hostport = part.rpartition("@")
+        match = re.fullmatch(r"\[([^\]]+)\](?::(\d+))?|([^:\[\]]+)(?::(\d+))?", hostport)
+        if not part or not match:
+            raise ValueError(f"proxy_jump {value!r}: expected [user@]host[:port]")
+        address = match.group(1) or match.group(3)
+        port = int(match.group(2) or match.group(4) or 22)
+        if not 0 < port < 65536:
+            raise ValueError(f"proxy_jump {value!r}: port {port} out of range")
+        hops.append(Hop(address, port, user or default_user, jump=True))
+    return hops
+
+
+def remote_command_line(command: str | Sequence[str], env: Mapping[str, str] | None = None,
+                        cwd: str | None = None) -> str:
+    """The line sshd hands to the user's shell: ``cd``/``export`` prefixes, then the command."""
+    parts = []
+    if cwd is not None:
+        parts.append(f"cd {shlex.quote(cwd)} || exit 1")
+    if env:
+        for name in env:
+            if not _ENV_NAME.match(name):
+                raise StepFailed(f"invalid environment variable name {name!r}")
+        parts.append("export " + " ".join(f"{name}={shlex.quote(str(value))}"
+                                          for name, value in env.items()))
+    parts.append(quote_command(command))
+    return "; ".join(parts)
+
+
+def fingerprint(key_blob: bytes) -> str:
+    """OpenSSH's SHA256 fingerprint of a public key blob."""
+    digest = base64.b64encode(hashlib.sha256(key_blob).digest()).decode().rstrip("=")
+    return f"SHA256:{digest}"
+
+
+@dataclass(frozen=True)
+class KnownHost:
+    """One key line of a known_hosts file."""
+
+    line: int
+    patterns: tuple[str, ...]
+    key_type: str
+    key_b64: str
+    marker: str | None = None        # "@revoked" or "@cert-authority"
+
+    def matches(self, name: str) -> bool:
+        found = False
+        for pattern in self.patterns:
+            negated = pattern.startswith("!")
+            if _pattern_matches(pattern[1:] if negated else pattern, name):
+                if negated:
+                    return False
+                found = True
+        return found
+
+    @property
+    def fingerprint(self) -> str:
+        try:
+            return fingerprint(base64.b64decode(self.key_b64))
+        except ValueError:
+            return "(unreadable key)"
+
+
+def _pattern_matches(pattern: str, name: str) -> bool:
+    if pattern.startswith("|1|"):
+        try:
+            salt_b64, hash_b64 = pattern[3:].split("|", 1)
+            expected = base64.b64decode(hash_b64)
+            actual = hmac.new(base64.b64decode(salt_b64), name.encode(), hashlib.sha1).digest()
+        except ValueError:
+            return False
+        return hmac.compare_digest(expected, actual)
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, name, re.IGNORECASE) is not None
+
+
+def parse_known_hosts(text: str) -> list[KnownHost]:
+    """Every usable key line (comments, blanks and unreadable lines are skipped)."""
+    entries = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        fields = raw.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        marker = fields.pop(0) if fields[0].startswith("@") else None
+        if len(fields) < 3:
+            continue
+        entries.append(KnownHost(number, tuple(fields[0].split(",")), fields[1], fields[2],
+                                 marker))
+    return entries
+
+
+def check_host_key(entries: Sequence[KnownHost], name: str, key_type: str,
+                   key_b64: str) -> tuple[str, list[KnownHost]]:
+    """``("known"|"unknown"|"changed"|"revoked", the known_hosts lines concerned)``.
+
+    A host known only by keys of other types counts as changed: we ask the server for
+    the known type first, so being offered another one is suspicious."""
+    matching = [e for e in entries if e.marker != "@cert-authority" and e.matches(name)]
+    revoked = [e for e in matching if e.marker == "@revoked" and e.key_b64 == key_b64]
+    if revoked:
+        return "revoked", revoked
+    plain = [e for e in matching if e.marker is None]
+    if any(e.key_type == key_type and e.key_b64 == key_b64 for e in plain):
+        return "known", []
+    same_type = [e for e in plain if e.key_type == key_type]
+    if same_type or plain:
+        return "changed", same_type or plain
+    return "unknown", []
+
+
+def host_key_decision(policy: str, verdict: str) -> str:
+    """``accept``, ``add`` (accept and write to known_hosts) or ``reject``."""
+    if policy == "off" or verdict == "known":
+        return "accept"
+    if verdict == "unknown" and policy == "accept-new":
+        return "add"
+    return "reject"
+
+
+def connect_error(exc: BaseException, where: str, host: str, *, timed_out: bool,
+                  timeout: float) -> TargetError:
+    """The TargetError for a failure while connecting (TCP, handshake or auth)."""
+    if isinstance(exc, TargetError):
+        return exc
+    if isinstance(exc, paramiko.AuthenticationException):
+        if timed_out or "timeout" in str(exc).lower():
+            return ConnectTimeout(f"{where}: no answer to authentication within {timeout:g}s",
+                                  host=host)
+        return AuthFailed(f"{where}: authentication failed: {exc}", host=host)
+    if isinstance(exc, paramiko.ChannelException):
+        return Unreachable(f"{where}: the jump host could not connect: {exc.text}", host=host)
+    if isinstance(exc, socket.gaierror):
+        return Unreachable(f"{where}: cannot resolve the address: {exc.strerror}", host=host)
+    if isinstance(exc, (socket.timeout, TimeoutError)) or timed_out:
+        return ConnectTimeout(f"{where}: no answer within {timeout:g}s", host=host)
+    if isinstance(exc, ConnectionRefusedError):
+        return Unreachable(f"{where}: connection refused", host=host)
+    if isinstance(exc, OSError):
+        return Unreachable(f"{where}: {exc.strerror or exc}", host=host)
+    if isinstance(exc, EOFError) or "banner" in str(exc).lower():
+        return Unreachable(f"{where}: the server closed the connection during the SSH "
+                           f"handshake (not an SSH server, or it refused us)", host=host)
+    return Unreachable(f"{where}: SSH handshake failed: {exc}", host=host)
+
+
+# -- process-wide caches: known_hosts files and private keys are read once ---------------
+
+_files_lock = threading.Lock()
+_known_hosts_cache: dict[str, tuple[tuple[int, int], list[KnownHost]]] = {}
+_key_cache: dict[str, tuple[int, paramiko.PKey]] = {}
+_warned_off = False
+
+
+def _known_hosts(path: str) -> list[KnownHost]:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return []
+    signature = (st.st_mtime_ns, st.st_size)
+    with _files_lock:
+        cached = _known_hosts_cache.get(path)
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+        with open(path, encoding="utf-8", errors="replace") as f:
+            entries = parse_known_hosts(f.read())
+        _known_hosts_cache[path] = (signature, entries)
+        return entries
+
+
+def _add_known_host(path: str, name: str, key: paramiko.PKey) -> None:
+    """Append a key to known_hosts (once, even when several connections race to do it)."""
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    with _files_lock, open(path, "a+", encoding="utf-8") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        text = f.read()
+        verdict, _ = check_host_key(parse_known_hosts(text), name, key.get_name(),
+                                    key.get_base64())
+        if verdict == "unknown":
+            f.write(("" if not text or text.endswith("\n") else "\n")
+                    + f"{name} {key.get_name()} {key.get_base64()}\n")
+        _known_hosts_cache.pop(path, None)
+
+
+def _load_key(path: str) -> paramiko.PKey:
+    mtime = os.stat(path).st_mtime_ns
+    with _files_lock:
+        cached = _key_cache.get(path)
+        if cached is not None and cached[0] == mtime:
+            return cached[1]
+    key = paramiko.PKey.from_path(path)
+    with _files_lock:
+        _key_cache[path] = (mtime, key)
+    return key
+
+
+class _Wake:
+    """Stands in for the event paramiko sets when a channel buffer gets data or closes.
+
+    Both buffers of a channel share one threading.Event; no pipe, no thread."""
+
+    __slots__ = ("event",)
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def set(self) -> None:
+        self.event.set()
+
+    def clear(self) -> None:
+        pass
+
+
+@dataclass(eq=False)
+class _Running:
+    channel: paramiko.Channel
+    cancelled: bool = False
+
+
+def _signal(channel: paramiko.Channel, name: str) -> None:
+    """Ask sshd to signal the command's process group (RFC 4254 "signal"; OpenSSH >= 7.9)."""
+    try:
+        message = paramiko.Message()
+        message.add_byte(cMSG_CHANNEL_REQUEST)
+        message.add_int(channel.remote_chanid)
+        message.add_string("signal")
+        message.add_boolean(False)
+        message.add_string(name)
+        channel.transport._send_user_message(message)
+    except Exception:  # best effort: the channel is closed right after anyway
+        pass
+
+
+# -- the connection -------------------------------------------------------------------
+
+class SshConnection(Connection):
+    """A host reached over SSH (paramiko); safe to use from several threads at once."""
+
+    kind = "ssh"
+
+    def __init__(self, host_name: str, settings: ConnectionSettings, *,
+                 keepalive: int = KEEPALIVE_SECONDS, max_sessions: int = 10) -> None:
+        super().__init__(host_name)
+        if settings.host_key_checking not in ("strict", "accept-new", "off"):
+            raise ValueError(f"host_key_checking {settings.host_key_checking!r}: expected "
+                             "strict, accept-new or off")
+        self.settings = settings
+        self.user = settings.user or getpass.getuser()
+        self.target = Hop(settings.address or host_name, settings.port or 22, self.user)
+        self.hops = [*(parse_proxy_jump(settings.proxy_jump, self.user)
+                       if settings.proxy_jump else []), self.target]
+        self.known_hosts_file = os.path.expanduser(settings.known_hosts or DEFAULT_KNOWN_HOSTS)
+        self.connect_timeout = float(settings.connect_timeout or 10.0)
+        self.keepalive = keepalive
+        self._transports: list[paramiko.Transport] = []    # jump hosts first, target last
+        self._transport: paramiko.Transport | None = None
+        self._open_lock = threading.Lock()
+        self._sessions = threading.BoundedSemaphore(max(1, max_sessions - 1))  # 1 for SFTP
+        self._running: set[_Running] = set()
+        self._running_lock = threading.Lock()
+        self._sftp: paramiko.SFTPClient | None = None
+        self._sftp_lock = threading.Lock()
+        self._names: tuple[dict[int, str], dict[int, str]] | None = None
+
+    def __repr__(self) -> str:
+        return f"SshConnection({self.host_name!r}, {self.user}@{self.target.endpoint})"
+
+    def _where(self, hop: Hop | None = None) -> str:
+        where = f"{self.host_name} ({self.target.endpoint})"
+        if hop is not None and hop.jump:
+            where += f" via jump host {hop.endpoint}"
+        return where
+
+    # -- life cycle ----------------------------------------------------------------------
+    def open(self) -> None:
+        self._ensure_open()
+
+    def _ensure_open(self) -> paramiko.Transport:
+        transport = self._transport
+        if transport is not None and transport.is_active():
+            return transport
+        with self._open_lock:
+            transport = self._transport
+            if transport is not None and transport.is_active():
+                return transport
+            self._drop_transports()
+            deadline = time.monotonic() + self.connect_timeout
+            opened: list[paramiko.Transport] = []
+            try:
+                for hop in self.hops:
+                    opened.append(self._connect_hop(hop, opened[-1] if opened else None,
+                                                    deadline))
+            except BaseException:
+                for t in reversed(opened):
+                    t.close()
+                raise
+            self._transports = opened
+            self._transport = opened[-1]
+            return opened[-1]
+
+    def close(self) -> None:
+        with self._open_lock:
+            self._drop_transports()
+
+    def _drop_transports(self) -> None:
+        with self._sftp_lock:
+            if self._sftp is not None:
+                try:
+                    self._sftp.close()
+                except Exception:  # closing is best effort
+                    pass
+                self._sftp = None
+            self._names = None
+        for transport in reversed(self._transports):
+            transport.close()
+        self._transports = []
+        self._transport = None
+
+    def cancel(self) -> None:
+        """Signal and close every running command's channel; the connection stays usable."""
+        with self._running_lock:
+            running = list(self._running)
+        for item in running:
+            item.cancelled = True
+            _signal(item.channel, "TERM")
+            item.channel.close()
+
+    # -- connecting ------------------------------------------------------------------------
+    def _connect_hop(self, hop: Hop, via: paramiko.Transport | None,
+                     deadline: float) -> paramiko.Transport:
+        where = self._where(hop)
+        sock: Any = None
+        transport = None
+        try:
+            remaining = max(0.01, deadline - time.monotonic())
+            if via is None:
+                sock = socket.create_connection((hop.address, hop.port), timeout=remaining)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            else:
+                sock = via.open_channel("direct-tcpip", (hop.address, hop.port),
+                                        ("127.0.0.1", 0), timeout=remaining)
+            transport = paramiko.Transport(sock)
+            known = self._prefer_known_key_types(transport, hop)
+            remaining = max(0.01, deadline - time.monotonic())
+            transport.banner_timeout = remaining
+            transport.handshake_timeout = remaining
+            transport.auth_timeout = remaining
+            transport.start_client(timeout=remaining)
+            if not transport.is_active() or transport.host_key is None:
+                raise socket.timeout("handshake timed out")
+            self._check_host_key(transport.get_remote_server_key(), hop, known, where)
+            self._authenticate(transport, hop, where)
+            transport.set_keepalive(self.keepalive)
+            return transport
+        except BaseException as exc:
+            if transport is not None:
+                transport.close()
+            if sock is not None:
+                sock.close()
+            if not isinstance(exc, Exception):
+                raise
+            raise connect_error(exc, where, self.host_name, timed_out=time.monotonic() >= deadline,
+                                timeout=self.connect_timeout) from exc
+
+    def _prefer_known_key_types(self, transport: paramiko.Transport,
+                                hop: Hop) -> list[KnownHost]:
+        """Ask for the key type known_hosts has (as OpenSSH does), so it can be compared."""
+        if self.settings.host_key_checking == "off":
+            return []
+        entries = _known_hosts(self.known_hosts_file)
+        wanted: list[str] = []
+        for entry in entries:
+            if entry.marker is None and entry.matches(hop.known_hosts_name):
+                names = ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] \
+                    if entry.key_type == "ssh-rsa" else [entry.key_type]
+                wanted += [n for n in names if n not in wanted]
+        if wanted:
+            options = transport.get_security_options()
+            available = list(options.key_types)
+            first = [n for n in wanted if n in available]
+            options.key_types = first + [n for n in available if n not in first]
+        return entries
+
+    def _check_host_key(self, key: paramiko.PKey, hop: Hop, entries: list[KnownHost],
+                        where: str) -> None:
+        global _warned_off
+        policy = self.settings.host_key_checking
+        name = hop.known_hosts_name
+        if policy == "off":
+            if not _warned_off:
+                _warned_off = True
+                log.warning("host_key_checking is off: SSH host keys are not verified "
+                            "(first seen: %s, %s)", where, fingerprint(key.asbytes()))
+            return
+        verdict, lines = check_host_key(entries, name, key.get_name(), key.get_base64())
+        decision = host_key_decision(policy, verdict)
+        offered = f"{key.get_name()} {fingerprint(key.asbytes())}"
+        kh = self.known_hosts_file
+        if decision == "accept":
+            return
+        if decision == "add":
+            _add_known_host(kh, name, key)
+            log.info("%s: added host key %s to %s", where, offered, kh)
+            return
+        if verdict == "unknown":
+            raise HostKeyError(
+                f"{where}: unknown host key {offered}: {name} is not in {kh} "
+                f"(host_key_checking is strict)",
+                host=self.host_name,
+                hint=f"check the fingerprint, then add the key (ssh-keyscan -p {hop.port} "
+                     f"{hop.address} >> {kh}) or set host_key_checking: accept-new")
+        numbers = ", ".join(str(e.line) for e in lines)
+        if verdict == "revoked":
+            raise HostKeyError(f"{where}: the server offers host key {offered}, which "
+                               f"{kh} line {numbers} marks @revoked", host=self.host_name)
+        known = ", ".join(f"{e.key_type} {e.fingerprint}" for e in lines)
+        raise HostKeyError(
+            f"{where}: HOST KEY CHANGED: the server offers {offered} but {kh} line "
+            f"{numbers} has {known} for {name}; if the change is expected, remove line "
+            f"{numbers} of {kh}",
+            host=self.host_name,
+            hint=f"ssh-keygen -R '{name}' -f {kh}  (removes the old key of {name})")
+
+    def _authenticate(self, transport: paramiko.Transport, hop: Hop, where: str) -> None:
+        user = hop.user or self.user
+        password = self.settings.password
+        tried: list[str] = []
+        agent = None
+        try:
+            if self.settings.key_file:
+                key_paths = [os.path.expanduser(self.settings.key_file)]
+            else:
+                key_paths = [] if password else \
+                    [p for p in map(os.path.expanduser, DEFAULT_IDENTITIES) if os.path.exists(p)]
+            keys: list[tuple[str, Callable[[], paramiko.PKey]]] = []
+            if not self.settings.key_file and not password and os.environ.get("SSH_AUTH_SOCK"):
+                try:
+                    agent = paramiko.Agent()
+                    keys += [(f"agent key {k.get_name()}", lambda k=k: k)
+                             for k in agent.get_keys()]
+                except paramiko.SSHException as exc:
+                    log.debug("ssh agent not usable: %s", exc)
+            keys += [(f"key {p}", lambda p=p: _load_key(p)) for p in key_paths]
+            for label, load in keys:
+                try:
+                    key = load()
+                except FileNotFoundError:
+                    raise AuthFailed(f"{where}: key file {label[4:]} does not exist",
+                                     host=self.host_name) from None
+                except Exception as exc:
+                    raise AuthFailed(f"{where}: cannot load {label}: {exc}",
+                                     host=self.host_name,
+                                     hint="an encrypted key must be loaded into ssh-agent"
+                                     ) from exc
+                tried.append(label)
+                try:
+                    transport.auth_publickey(user, key)
+                except paramiko.BadAuthenticationType:
+                    break
+                except paramiko.AuthenticationException as exc:
+                    if "timeout" in str(exc).lower():
+                        raise
+                    continue
+                if transport.is_authenticated():
+                    return
+            if password is not None:
+                tried.append("password")
+                try:
+                    transport.auth_password(user, password)
+                except paramiko.AuthenticationException as exc:
+                    if "timeout" in str(exc).lower():
+                        raise
+                if transport.is_authenticated():
+                    return
+        finally:
+            if agent is not None:
+                agent.close()
+        raise AuthFailed(f"{where}: authentication failed for user {user} (tried: "
+                         f"{', '.join(tried) or 'nothing: no key_file, agent or password'})",
+                         host=self.host_name,
+                         hint="check user, key_file and password of this host")
+
+    # -- commands --------------------------------------------------------------------------
+    def run(self, command: str | Sequence[str], *, stdin: bytes | None = None,
+            timeout: float | None = None, env: Mapping[str, str] | None = None,
+            cwd: str | None = None, become: Become | None = None) -> CommandResult:
+        shown = quote_command(command)
+        line = remote_command_line(command, env, cwd)
+        if become is not None:
+            line, password = become.wrap(line)
+            if password is not None:
+                stdin = password + (stdin or b"")
+        code, out, err, duration = self._execute(line, stdin, timeout, shown)
+        return CommandResult(shown, code, out.decode("utf-8", "replace"),
+                             err.decode("utf-8", "replace"), duration)
+
+    def _execute(self, line: str, stdin: bytes | None, timeout: float | None,
+                 shown: str) -> tuple[int, bytes, bytes, float]:
+        start = time.perf_counter()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._sessions.acquire(timeout=None if timeout is None else max(0.0, timeout)):
+            raise ActionTimeout(f"command timed out after {timeout:.3g}s (waiting for a free "
+                                f"SSH session): {shown}", result=None)
+        try:
+            transport = self._ensure_open()
+            try:
+                channel = transport.open_session(timeout=self.connect_timeout)
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                raise self._lost(transport, exc, shown) from exc
+            running = _Running(channel)
+            with self._running_lock:
+                self._running.add(running)
+            try:
+                out, err = self._exchange(channel, line, stdin, timeout, deadline, transport,
+                                          shown)
+                if deadline is not None:
+                    channel.status_event.wait(max(0.0, deadline - time.monotonic()))
+                    if not channel.status_event.is_set():
+                        self._timed_out(channel, timeout, shown)
+                else:
+                    channel.status_event.wait()
+                code = channel.exit_status
+                if code == -1:
+                    if running.cancelled:
+                        raise Interrupted(f"command cancelled: {shown}")
+                    if not transport.is_active():
+                        raise self._lost(transport, None, shown)
+                    code = 255
+                    err += b"\n(the command ended without an exit status: killed by a signal?)\n"
+            finally:
+                with self._running_lock:
+                    self._running.discard(running)
+                channel.close()
+        finally:
+            self._sessions.release()
+        return code, out, err, time.perf_counter() - start
+
+    def _exchange(self, channel: paramiko.Channel, line: str, stdin: bytes | None,
+                  timeout: float | None, deadline: float | None,
+                  transport: paramiko.Transport, shown: str) -> tuple[bytes, bytes]:
+        """Start the command, feed stdin, read both streams interleaved until EOF."""
+        wake = threading.Event()
+        channel.in_buffer.set_event(_Wake(wake))
+        channel.in_stderr_buffer.set_event(_Wake(wake))
+        try:
+            channel.exec_command(line)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise self._lost(transport, exc, shown) from exc
+        pending = stdin or b""
+        if not pending:
+            channel.shutdown_write()
+        out: list[bytes] = []
+        err: list[bytes] = []
+        while True:
+            wake.clear()
+            ended = channel.eof_received or channel.closed
+            while channel.recv_ready():
+                out.append(channel.recv(_READ_CHUNK))
+            while channel.recv_stderr_ready():
+                err.append(channel.recv_stderr(_READ_CHUNK))
+            if ended:
+                return b"".join(out), b"".join(err)
+            if pending and channel.send_ready():
+                try:
+                    sent = channel.send(pending[:1 << 18])
+                except OSError:      # the command exited without reading all of it
+                    sent, pending = 0, b""
+                pending = pending[sent:] if sent else b""
+                if not pending and not channel.closed:
+                    channel.shutdown_write()
+                continue
+            wait = 0.01 if pending else 1.0
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._timed_out(channel, timeout, shown)
+                wait = min(wait, left)
+            if not wake.wait(wait) and not transport.is_active():
+                raise self._lost(transport, None, shown)
+
+    def _timed_out(self, channel: paramiko.Channel, timeout: float | None, shown: str) -> None:
+        _signal(channel, "KILL")
+        channel.close()
+        raise ActionTimeout(f"command timed out after {timeout or 0:.3g}s: {shown}", result=None)
+
+    def _lost(self, transport: paramiko.Transport, exc: BaseException | None,
+              shown: str) -> TargetError:
+        if isinstance(exc, paramiko.ChannelException):
+            return Unreachable(f"{self._where()}: the server refused a new session "
+                               f"({exc.text}; MaxSessions?)", host=self.host_name)
+        reason = f": {exc}" if exc is not None and str(exc) else ""
+        state = "connection lost" if not transport.is_active() else "channel failed"
+        return Unreachable(f"{self._where()}: {state} while running: {shown}{reason}",
+                           host=self.host_name)
+
+    def probe_tcp(self, host: str, port: int, timeout: float = 1.0) -> bool:
+        """A direct-tcpip channel from the target to host:port, closed at once."""
+        transport = self._ensure_open()
+        try:
+            channel = transport.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0),
+                                             timeout=timeout)
+        except paramiko.ChannelException as exc:
+            if exc.code == OPEN_FAILED_CONNECT_FAILED:
+                return False
+            return super().probe_tcp(host, port, timeout)   # forwarding refused by sshd
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            if not transport.is_active():
+                raise self._lost(transport, exc, f"probe {host}:{port}") from exc
+            return False                                    # no answer within timeout
+        channel.close()
+        return True
+
+    # -- files (SFTP) ----------------------------------------------------------------------
+    def _with_sftp(self, action: str, work: Callable[[paramiko.SFTPClient], Any]) -> Any:
+        """Run ``work`` on the connection's SFTP session; errors become engine errors."""
+        transport = self._ensure_open()
+        with self._sftp_lock:
+            try:
+                if self._sftp is None or self._sftp.get_channel().transport is not transport:
+                    self._sftp = paramiko.SFTPClient.from_transport(transport)
+                return work(self._sftp)
+            except (FileNotFoundError, PermissionError, IsADirectoryError):
+                raise
+            except OSError as exc:
+                if not transport.is_active():
+                    self._sftp = None
+                    raise self._lost(transport, exc, action) from exc
+                raise StepFailed(f"{self.host_name}: cannot {action}: "
+                                 f"{exc.strerror or exc}") from exc
+            except (paramiko.SSHException, EOFError) as exc:
+                self._sftp = None
+                if not transport.is_active():
+                    raise self._lost(transport, exc, action) from exc
+                raise StepFailed(f"{self.host_name}: cannot {action}: SFTP failed ({exc}); "
+                                 f"does sshd have 'Subsystem sftp'?") from exc
+
+    def put(self, src: str, dest: str, *, mode: int | None = None) -> None:
+        try:
+            with open(src, "rb") as f:
+                self._write(f, dest, mode)
+        except OSError as exc:
+            if exc.filename == src:
+                raise StepFailed(f"cannot read {src}: {exc.strerror}") from None
+            raise
+
+    def put_bytes(self, data: bytes, dest: str, *, mode: int | None = None) -> None:
+        import io
+        self._write(io.BytesIO(data), dest, mode)
+
+    def _write(self, source: IO[bytes], dest: str, mode: int | None) -> None:
+        """Write to a temporary name in dest's folder, set the mode, rename over dest."""
+        folder = posixpath.dirname(dest) or "."
+        tmp = posixpath.join(folder, f".runbook-{secrets.token_hex(6)}.tmp")
+
+        def work(sftp: paramiko.SFTPClient) -> None:
+            try:
+                with sftp.open(tmp, "wxb") as remote:
+                    remote.chmod(0o644 if mode is None else mode)
+                    remote.set_pipelined(True)
+                    for chunk in iter(lambda: source.read(1 << 20), b""):
+                        remote.write(chunk)
+                sftp.posix_rename(tmp, dest)
+            except BaseException:
+                try:
+                    sftp.remove(tmp)
+                except Exception:  # the temp file may not exist; the first error matters
+                    pass
+                raise
+
+        try:
+            self._with_sftp(f"write {dest}", work)
+        except FileNotFoundError:
+            raise StepFailed(f"cannot write {dest} on {self.host_name}: folder {folder} "
+                             f"does not exist") from None
+        except (PermissionError, IsADirectoryError):
+            raise StepFailed(f"cannot write {dest} on {self.host_name}: permission denied"
+                             ) from None
+
+    def get(self, src: str, dest: str) -> None:
+        part = f"{dest}.runbook-{secrets.token_hex(4)}.part"
+        try:
+            with open(part, "wb") as f:
+                self._with_sftp(f"read {src}", lambda sftp: sftp.getfo(src, f))
+            os.replace(part, dest)
+        except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+            if exc.filename == part:
+                raise StepFailed(f"cannot write {dest}: {exc.strerror}") from None
+            raise StepFailed(f"cannot copy {src} from {self.host_name}: "
+                             f"{exc.strerror or 'no such file'}") from None
+        finally:
+            if os.path.exists(part):
+                os.unlink(part)
+
+    def read_bytes(self, path: str) -> bytes | None:
+        def work(sftp: paramiko.SFTPClient) -> bytes:
+            with sftp.open(path, "rb") as f:
+                f.prefetch()
+                return f.read()
+
+        try:
+            return self._with_sftp(f"read {path}", work)
+        except FileNotFoundError:
+            return None
+        except (PermissionError, IsADirectoryError) as exc:
+            raise StepFailed(f"cannot read {path} on {self.host_name}: "
+                             f"{exc.strerror or 'permission denied'}") from None
+
+    def checksum(self, path: str) -> str | None:
+        try:
+            st = self._with_sftp(f"stat {path}", lambda sftp: sftp.stat(path))
+        except (FileNotFoundError, PermissionError):
+            return None
+        if not statmod.S_ISREG(st.st_mode or 0):
+            return None
+        if (st.st_size or 0) > SFTP_CHECKSUM_LIMIT:
+            return super().checksum(path)
+        data = self.read_bytes(path)
+        return None if data is None else sha256_bytes(data)
+
+    def stat(self, path: str) -> FileStat:
+        def work(sftp: paramiko.SFTPClient) -> tuple[Any, str | None]:
+            st = sftp.lstat(path)
+            link = sftp.readlink(path) if statmod.S_ISLNK(st.st_mode or 0) else None
+            if self._names is None:
+                self._names = (_id_names(sftp, "/etc/passwd"), _id_names(sftp, "/etc/group"))
+            return st, link
+
+        try:
+            st, link = self._with_sftp(f"stat {path}", work)
+        except (FileNotFoundError, PermissionError):
+            return FileStat(exists=False)
+        users, groups = self._names or ({}, {})
+        mode = st.st_mode or 0
+        return FileStat(exists=True, is_dir=statmod.S_ISDIR(mode), is_link=statmod.S_ISLNK(mode),
+                        mode=statmod.S_IMODE(mode), size=st.st_size,
+                        owner=users.get(st.st_uid, str(st.st_uid)),
+                        group=groups.get(st.st_gid, str(st.st_gid)), link_target=link)
+
+
+def _id_names(sftp: paramiko.SFTPClient, path: str) -> dict[int, str]:
+    """uid/gid -> name from the target's /etc/passwd or /etc/group (empty if unreadable)."""
+    try:
+        with sftp.open(path, "rb") as f:
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return {}
+    names: dict[int, str] = {}
+    for row in text.splitlines():
+        fields = row.split(":")
+        if len(fields) > 2 and fields[2].isdigit():
+            names.setdefault(int(fields[2]), fields[0])
+    return names
