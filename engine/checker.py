@@ -26,8 +26,17 @@ __all__ = ["check_runbook", "BUILTIN_NAMES"]
 BUILTIN_NAMES = frozenset({
     "inventory_hostname", "inventory_hostname_short", "hostvars", "groups", "group_names",
     "run", "dry_run", "runbook_dir", "runbook_name", "true", "false", "none", "True", "False",
-    "None", "omit",
+    "None",
 })
+#: what rescue steps see besides everything else
+RESCUE_NAMES = frozenset({"failed_step"})
+
+
+def _guarded(text: str, name: str) -> bool:
+    """``x is defined`` / ``x | default(...)``: the author knows it may not exist yet."""
+    import re
+    return re.search(rf"\b{re.escape(name)}\s+is\s+(not\s+)?defined\b", text) is not None or \
+        re.search(rf"\b{re.escape(name)}\b[^|]*\|\s*default\b", text) is not None
 
 
 def check_runbook(loaded: LoadResult, inventory: "Inventory | None" = None,
@@ -67,12 +76,17 @@ class _Checker:
     def run(self) -> list[LoadError]:
         self._hosts()
         for owner, sites in self.loaded.sites.items():
-            if owner.startswith("vars.") or owner == "lock":
+            if owner.startswith("vars."):
                 for site in sites:
                     self._check_site(site, self.everything, lazy=True)
+            elif owner == "lock":
+                for site in sites:
+                    self._check_lock(site)
         known = set(self.base)
         known = self._steps(self.runbook.preflight, known)
         self._steps(self.runbook.steps, known)
+        self.problems.sort(key=lambda p: (p.loc.path, p.loc.line, p.loc.col) if p.loc else
+                           ("", 0, 0))
         return self.problems
 
     # -- hosts --------------------------------------------------------------------
@@ -109,21 +123,32 @@ class _Checker:
 
     def _step(self, step: Step, known: set[str]) -> set[str]:
         scope = known | set(step.vars)
+        guarded = {name for name in self.loaded.registers
+                   if any(_guarded(c.expr, name) for c in step.when)}
         for site in self.loaded.sites.get(step.path, ()):
-            self._check_site(site, scope | site.extra)
+            self._check_site(site, scope | site.extra | guarded)
         after = set(known)
         if step.is_block:
             inner = self._steps(step.block or (), scope)
-            inner = self._steps(step.rescue, inner | scope)
+            inner = self._steps(step.rescue, inner | scope | RESCUE_NAMES)
             inner = self._steps(step.always, inner | scope)
-            after |= inner - set(step.vars)
+            after |= inner - set(step.vars) - RESCUE_NAMES
         if step.register:
             after.add(step.register)
         if step.action == "set":
             after.update(step.args)
         if step.rollback:
-            self._steps(step.rollback, after | set(step.vars))
+            # the executor gives rollback steps the step's result and loop variable
+            self._steps(step.rollback, after | set(step.vars) | {"result", step.loop_var})
         return after
+
+    def _check_lock(self, site: Site) -> None:
+        """A lock name is rendered before the run starts: only params are known then."""
+        allowed = {p.name for p in self.runbook.params} | self.globals
+        for name in sorted(self.templar.names(site.text) - allowed):
+            self.problems.append(LoadError(
+                f"the lock name can only use params, not '{name}'", loc=site.loc,
+                hint="locks are taken before any step runs: declare it as a param"))
 
     def _check_site(self, site: Site, known: set[str] | frozenset[str],
                     lazy: bool = False) -> None:
@@ -134,8 +159,17 @@ class _Checker:
                 continue
             self.reported.add(key)
             if name in self.loaded.registers and not lazy:
+                if _guarded(site.text, name):
+                    continue
                 path = self.loaded.registers[name]
                 step = self._step_at(path)
+                if step is not None and step.loc.line == site.loc.line or \
+                        (step is not None and self._site_in_step(site, step)):
+                    self.problems.append(LoadError(
+                        f"'{name}' is registered by this same step: it does not exist yet here",
+                        loc=site.loc, hint="use 'result' (or the registered name) in until, "
+                                           "check, failed_when and changed_when"))
+                    continue
                 where = f" (line {step.loc.line})" if step else ""
                 self.problems.append(LoadError(
                     f"'{name}' is used before it is registered: the step that registers it"
@@ -158,6 +192,9 @@ class _Checker:
                 continue
             self.problems.append(LoadError(f"undefined variable '{name}'", loc=site.loc,
                                            hint=hint, severity=severity))
+
+    def _site_in_step(self, site: Site, step: Step) -> bool:
+        return any(s is site for s in self.loaded.sites.get(step.path, ()))
 
     def _step_at(self, path: str) -> Step | None:
         for step in self.runbook.walk():

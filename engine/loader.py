@@ -114,6 +114,7 @@ class _Loader:
         self.ids: dict[str, SourceLoc] = {}
         self.reserved_ids: set[str] = set()
         self.include_stack: list[str] = []
+        self.outer_names: set[str] = set()
         self.includes: list[str] = []
         self.templar = templar()
 
@@ -160,7 +161,9 @@ class _Loader:
             return None
         fields: dict[str, Node] = {}
         keys: dict[str, Node] = {}
+        keys_seen = set()
         for key, key_node, value_node in yamlsrc.items(root):
+            keys_seen.add(key)
             if key not in RUNBOOK_KEYS:
                 self._unknown_key(doc, key_node, key, RUNBOOK_KEYS, "runbook")
                 continue
@@ -175,6 +178,7 @@ class _Loader:
         hosts = self._hosts(doc, fields.get("hosts"))
         params = self._params(doc, fields.get("params"))
         variables = self._vars(doc, fields.get("vars"), "runbook")
+        self.outer_names = {p.name for p in params} | set(variables)
         serial = self._serial(doc, fields.get("serial"))
         max_fail = self._number(doc, fields.get("max_fail_percentage"), "max_fail_percentage",
                                 low=0, high=100)
@@ -184,7 +188,7 @@ class _Loader:
                                   "rollback")
         lock = self._lock(doc, fields.get("lock"))
         preflight = self._steps(doc, fields.get("preflight"), "preflight", "preflight")
-        if "steps" not in fields:
+        if "steps" not in fields and "tasks" not in keys_seen:
             self.error(doc.loc(root), "the runbook has no 'steps'",
                        hint="add 'steps:' with a list of steps, e.g. - shell: echo hello")
         steps = self._steps(doc, fields.get("steps"), "steps", "")
@@ -513,6 +517,9 @@ class _Loader:
                     self.error(doc.loc(child), f"a '{what}' entry needs 'that: <condition>'")
                     continue
                 msg = self._string(doc, parts.get("msg"), "msg")
+                if msg and has_template(msg):
+                    self._site(doc, parts["msg"], owner, msg, condition=False,
+                               extra=extra | {"result"})
             if not isinstance(expr_node, ScalarNode):
                 self.error(doc.loc(expr_node), f"'{what}' must be a condition (a Jinja2 "
                                                f"expression) or a list of them, found "
@@ -533,7 +540,7 @@ class _Loader:
             if wrapped and "{{" not in wrapped.group(1):
                 self.warn(loc, f"'{what}' is a bare expression: the {{{{ }}}} are not needed",
                           hint=f"write: {what}: {wrapped.group(1).strip()}")
-                expr = wrapped.group(1)
+                expr = wrapped.group(1).strip()
             elif "{{" in expr or "{%" in expr:
                 self.error(loc, f"'{what}' is a bare Jinja2 expression and cannot contain "
                                 "{{ }} or {% %}",
@@ -642,7 +649,8 @@ class _Loader:
         if kind == "action" and not actions:
             if not unknown:
                 self.error(doc.loc(node), "this step has no action",
-                           hint="add one of: " + ", ".join(known_actions[:8]) + ", ...")
+                           hint="add an action such as shell, command, copy, http or "
+                                "docker.container ('runbook check --actions' lists them all)")
             return None
 
         step_id = self._step_id(doc, fields, path, id_prefix, kind, actions, owner)
@@ -939,6 +947,12 @@ class _Loader:
                     self._check_value(action_name, f"{key}.{sub_key}", sub_spec, sub_value, loc)
 
     # ---------------------------------------------------------------- include
+    @staticmethod
+    def _include_var_names(node: Node | None) -> list[str]:
+        if isinstance(node, MappingNode):
+            return [key for key, _, _ in yamlsrc.items(node)]
+        return []
+
     def _include(self, doc: yamlsrc.Document, fields: dict[str, Node], common: dict[str, Any],
                  tags: frozenset[str], step_id: str, rollback: bool) -> Step | None:
         node = fields["include"]
@@ -952,8 +966,12 @@ class _Loader:
             return None
         full = target if os.path.isabs(target) else os.path.join(os.path.dirname(doc.path),
                                                                  target)
-        full = os.path.normpath(full)
-        real = os.path.realpath(full)
+        try:
+            full = os.path.normpath(full)
+            real = os.path.realpath(full)
+        except ValueError:
+            self.error(doc.loc(node), f"'include' is not a valid file name: {target!r}")
+            return None
         if real in self.include_stack:
             chain = " -> ".join(os.path.basename(p) for p in [*self.include_stack, real])
             self.error(doc.loc(node), f"include cycle: {chain}",
@@ -984,9 +1002,19 @@ class _Loader:
                     if key not in RUNBOOK_KEYS:
                         self._unknown_key(inner, key_node, key, RUNBOOK_KEYS,
                                           "included runbook")
+                    elif key in _IGNORED_IN_INCLUDES:
+                        self.warn(inner.loc(key_node), f"'{key}' of an included runbook is "
+                                                       "ignored: only its steps, vars and params "
+                                                       "are used")
+                given_names = set(self._include_var_names(fields.get("vars")))
                 for param in self._params(inner, parts.get("params")):
                     if param.has_default:
                         inner_vars[param.name] = param.default
+                    elif param.required and param.name not in given_names and \
+                            param.name not in self.outer_names:
+                        self.error(doc.loc(node), f"{target} needs the param '{param.name}': "
+                                                  "give it in the include's vars",
+                                   hint=f"vars: {{{param.name}: ...}}")
                 inner_vars.update(self._vars(inner, parts.get("vars"), "included runbook"))
                 steps_node = parts.get("steps")
                 if steps_node is None:
@@ -1022,6 +1050,10 @@ def _ansible_action(key: str) -> str | None:
     if short != key and get_action(short) is not None:
         return short
     return None
+
+
+_IGNORED_IN_INCLUDES = ("hosts", "serial", "preflight", "max_fail_percentage", "forks",
+                        "timeout", "on_failure", "lock")
 
 
 def _slug(text: str) -> str:

@@ -322,6 +322,8 @@ class Templar:
                 self._template(text)
         except jinja2.TemplateSyntaxError as exc:
             return _syntax_message(exc, text, condition)
+        except RecursionError:
+            return f"{'condition' if condition else 'template'} is nested too deeply"
         return None
 
     def names(self, text: str, *, condition: bool = False) -> frozenset[str]:
@@ -330,7 +332,7 @@ class Templar:
             return frozenset()
         try:
             return self._names(text, condition)
-        except jinja2.TemplateSyntaxError:
+        except (jinja2.TemplateSyntaxError, RecursionError):
             return frozenset()
 
     # -- rendering ------------------------------------------------------------------
@@ -485,8 +487,15 @@ def _syntax_message(exc: jinja2.TemplateSyntaxError, text: str, condition: bool)
 def suggest(word: str, candidates: Sequence[str] | set[str] | frozenset[str]) -> str | None:
     """The closest candidate to a misspelt word, or None."""
     import difflib
-    matches = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return matches[0] if matches else None
+    options = list(candidates)
+    matches = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    if matches:
+        return matches[0]
+    if len(word) >= 3:
+        starts = [c for c in options if c.startswith(word)]
+        if len(starts) == 1:
+            return starts[0]
+    return None
 
 
 _TEMPLAR: Templar | None = None

@@ -32,6 +32,16 @@ _BUILTIN: dict[str, str] = {
     "pause": "control:Pause",
     "confirm": "control:Confirm",
     "log": "control:Log",
+    "docker.container": "docker_container:Container",
+    "docker.image": "docker_image:Image",
+    "docker.exec": "docker:Exec",
+    "docker.inspect": "docker:Inspect",
+    "docker.info": "docker:Info",
+    "docker.logs": "docker:Logs",
+    "docker.stats": "docker:Stats",
+    "docker.scale": "docker_scale:Scale",
+    "docker.compose": "docker_compose:Compose",
+    "docker.prune": "docker_image:Prune",
 }
 
 _LOADED: dict[str, "type[Action]"] = {}

@@ -92,9 +92,10 @@ class Fail(_RunnerAction):
 
 
 class Pause(_RunnerAction):
-    """Wait for a while (interruptible)."""
+    """Wait for a while (interruptible).  A dry run only says how long it would wait."""
 
     name = "pause"
+    read_only = False
     shorthand = "duration"
     summary = "wait for a duration"
     params = {"duration": ParamSpec("duration", required=True, doc="how long to wait"),
@@ -117,9 +118,11 @@ class Pause(_RunnerAction):
 
 
 class Confirm(_RunnerAction):
-    """Ask the operator before going on; ``--yes`` answers for them."""
+    """Ask the operator before going on; ``--yes`` answers for them.  A dry run does not
+    ask: it says what it would ask."""
 
     name = "confirm"
+    read_only = False
     shorthand = "prompt"
     summary = "ask the operator to confirm (or --yes)"
     params = {"prompt": ParamSpec("str", default="Continue?", doc="the question")}

@@ -3,7 +3,10 @@
 The transport is opened lazily (TCP_NODELAY, keepalive), shared by every step and
 thread that uses the host, re-opened if it died between commands, and closed at the
 end.  Commands are exec'd as given (no login shell, no pty); their output is read
-without threads or busy-waiting.  Files go through one lazily opened SFTP session.
+without threads or busy-waiting.  A timeout or cancel() closes the command's channel
+and kills its remote process group (sshd "signal" request; root logins, which sshd
+will not signal, report their pid first on stderr and get a ``kill`` instead).
+Files go through one lazily opened SFTP session.
 Host keys are checked against a known_hosts file (``strict``, ``accept-new`` or
 ``off``).  paramiko and socket errors become TargetError subclasses here, naming the
 host and address:port.
@@ -50,6 +53,7 @@ DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 DEFAULT_IDENTITIES = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")
 SFTP_CHECKSUM_LIMIT = 1 << 20     # hash files up to this size locally, larger ones remotely
 _READ_CHUNK = 1 << 22
+_PID_TAG = b"runbook-pid:"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
@@ -279,15 +283,23 @@ def _load_key(path: str) -> paramiko.PKey:
 class _Wake:
     """Stands in for the event paramiko sets when a channel buffer gets data or closes.
 
-    Both buffers of a channel share one threading.Event; no pipe, no thread."""
+    Both buffers of a channel share one threading.Event; no pipe, no thread.  The
+    stderr buffer wakes the reader only every ``every`` packets (enough to keep the
+    channel window open): it is drained whenever stdout wakes the reader, and it
+    closes together with stdout, so small stderr output costs no extra wake-up."""
 
-    __slots__ = ("event",)
+    __slots__ = ("event", "every", "count")
 
-    def __init__(self, event: threading.Event) -> None:
+    def __init__(self, event: threading.Event, every: int = 1) -> None:
         self.event = event
+        self.every = every
+        self.count = 0
 
     def set(self) -> None:
-        self.event.set()
+        self.count += 1
+        if self.count >= self.every:
+            self.count = 0
+            self.event.set()
 
     def clear(self) -> None:
         pass
@@ -295,8 +307,13 @@ class _Wake:
 
 @dataclass(eq=False)
 class _Running:
+    """A command in flight; ``pid`` is its remote process group when reported (root)."""
+
     channel: paramiko.Channel
+    reports_pid: bool = False
+    pid: int | None = None
     cancelled: bool = False
+    timed_out: bool = False
 
 
 def _signal(channel: paramiko.Channel, name: str) -> None:
@@ -399,13 +416,31 @@ class SshConnection(Connection):
         self._transport = None
 
     def cancel(self) -> None:
-        """Signal and close every running command's channel; the connection stays usable."""
+        """SIGTERM and close every running command; the connection stays usable.
+
+        Each run() wakes up, kills its command if sshd could not, and raises Interrupted."""
         with self._running_lock:
             running = list(self._running)
         for item in running:
             item.cancelled = True
             _signal(item.channel, "TERM")
             item.channel.close()
+
+    def _kill_remote(self, pids: Sequence[int], signal_name: str) -> None:
+        """Signal remote process groups with a kill command on a new channel.
+
+        sshd refuses "signal" requests in root sessions (no privilege separation after
+        a root login), so the shell of a root login reports its pid (= process group)
+        on stderr first; _exchange strips that line."""
+        transport = self._transport
+        if not pids or transport is None or not transport.is_active():
+            return
+        groups = " ".join(f"-{pid}" for pid in pids)
+        script = f"kill -{signal_name} -- {groups} 2>/dev/null; true"
+        try:
+            self._execute(script, None, 5.0, "kill timed-out commands", killable=False)
+        except Exception as exc:  # best effort: the command's channel is closed already
+            log.debug("%s: could not kill remote commands: %s", self.host_name, exc)
 
     # -- connecting ------------------------------------------------------------------------
     def _connect_hop(self, hop: Hop, via: paramiko.Transport | None,
@@ -450,7 +485,11 @@ class SshConnection(Connection):
         """Ask for the key type known_hosts has (as OpenSSH does), so it can be compared."""
         if self.settings.host_key_checking == "off":
             return []
-        entries = _known_hosts(self.known_hosts_file)
+        try:
+            entries = _known_hosts(self.known_hosts_file)
+        except OSError as exc:
+            raise HostKeyError(f"{self._where(hop)}: cannot read {self.known_hosts_file}: "
+                               f"{exc.strerror}", host=self.host_name) from exc
         wanted: list[str] = []
         for entry in entries:
             if entry.marker is None and entry.matches(hop.known_hosts_name):
@@ -470,8 +509,9 @@ class SshConnection(Connection):
         policy = self.settings.host_key_checking
         name = hop.known_hosts_name
         if policy == "off":
-            if not _warned_off:
-                _warned_off = True
+            with _files_lock:
+                first, _warned_off = not _warned_off, True
+            if first:
                 log.warning("host_key_checking is off: SSH host keys are not verified "
                             "(first seen: %s, %s)", where, fingerprint(key.asbytes()))
             return
@@ -482,13 +522,18 @@ class SshConnection(Connection):
         if decision == "accept":
             return
         if decision == "add":
-            _add_known_host(kh, name, key)
+            try:
+                _add_known_host(kh, name, key)
+            except OSError as exc:
+                raise HostKeyError(f"{where}: cannot add host key {offered} to {kh}: "
+                                   f"{exc.strerror}", host=self.host_name) from exc
             log.info("%s: added host key %s to %s", where, offered, kh)
             return
         if verdict == "unknown":
             raise HostKeyError(
-                f"{where}: unknown host key {offered}: {name} is not in {kh} "
-                f"(host_key_checking is strict)",
+                f"{where}: unknown host key {offered}: {name} is not in {kh}"
+                f"{'' if os.path.exists(kh) else ' (no such file)'} (host_key_checking is "
+                f"strict)",
                 host=self.host_name,
                 hint=f"check the fingerprint, then add the key (ssh-keyscan -p {hop.port} "
                      f"{hop.address} >> {kh}) or set host_key_checking: accept-new")
@@ -515,27 +560,21 @@ class SshConnection(Connection):
             else:
                 key_paths = [] if password else \
                     [p for p in map(os.path.expanduser, DEFAULT_IDENTITIES) if os.path.exists(p)]
-            keys: list[tuple[str, Callable[[], paramiko.PKey]]] = []
+            keys: list[paramiko.PKey | str] = []       # agent keys, then key file paths
             if not self.settings.key_file and not password and os.environ.get("SSH_AUTH_SOCK"):
                 try:
                     agent = paramiko.Agent()
-                    keys += [(f"agent key {k.get_name()}", lambda k=k: k)
-                             for k in agent.get_keys()]
+                    keys += agent.get_keys()
                 except paramiko.SSHException as exc:
                     log.debug("ssh agent not usable: %s", exc)
-            keys += [(f"key {p}", lambda p=p: _load_key(p)) for p in key_paths]
-            for label, load in keys:
-                try:
-                    key = load()
-                except FileNotFoundError:
-                    raise AuthFailed(f"{where}: key file {label[4:]} does not exist",
-                                     host=self.host_name) from None
-                except Exception as exc:
-                    raise AuthFailed(f"{where}: cannot load {label}: {exc}",
-                                     host=self.host_name,
-                                     hint="an encrypted key must be loaded into ssh-agent"
-                                     ) from exc
-                tried.append(label)
+            keys += key_paths
+            for candidate in keys:
+                if isinstance(candidate, str):
+                    key = self._key_file(candidate, where)
+                    tried.append(f"key {candidate}")
+                else:
+                    key = candidate
+                    tried.append(f"agent key {key.get_name()}")
                 try:
                     transport.auth_publickey(user, key)
                 except paramiko.BadAuthenticationType:
@@ -563,6 +602,16 @@ class SshConnection(Connection):
                          host=self.host_name,
                          hint="check user, key_file and password of this host")
 
+    def _key_file(self, path: str, where: str) -> paramiko.PKey:
+        try:
+            return _load_key(path)
+        except FileNotFoundError:
+            raise AuthFailed(f"{where}: key file {path} does not exist",
+                             host=self.host_name) from None
+        except Exception as exc:
+            raise AuthFailed(f"{where}: cannot load key file {path}: {exc}", host=self.host_name,
+                             hint="an encrypted key must be loaded into ssh-agent") from exc
+
     # -- commands --------------------------------------------------------------------------
     def run(self, command: str | Sequence[str], *, stdin: bytes | None = None,
             timeout: float | None = None, env: Mapping[str, str] | None = None,
@@ -577,9 +626,13 @@ class SshConnection(Connection):
         return CommandResult(shown, code, out.decode("utf-8", "replace"),
                              err.decode("utf-8", "replace"), duration)
 
-    def _execute(self, line: str, stdin: bytes | None, timeout: float | None,
-                 shown: str) -> tuple[int, bytes, bytes, float]:
+    def _execute(self, line: str, stdin: bytes | None, timeout: float | None, shown: str,
+                 *, killable: bool = True) -> tuple[int, bytes, bytes, float]:
         start = time.perf_counter()
+        reports_pid = killable and self.user == "root"
+        if reports_pid:                 # a shell builtin: the command is still exec'd
+            line = f"echo {_PID_TAG.decode()}$$ >&2; {line}"
+        running: _Running | None = None
         deadline = None if timeout is None else time.monotonic() + timeout
         if not self._sessions.acquire(timeout=None if timeout is None else max(0.0, timeout)):
             raise ActionTimeout(f"command timed out after {timeout:.3g}s (waiting for a free "
@@ -590,16 +643,16 @@ class SshConnection(Connection):
                 channel = transport.open_session(timeout=self.connect_timeout)
             except (paramiko.SSHException, EOFError, OSError) as exc:
                 raise self._lost(transport, exc, shown) from exc
-            running = _Running(channel)
+            running = _Running(channel, reports_pid)
             with self._running_lock:
                 self._running.add(running)
             try:
-                out, err = self._exchange(channel, line, stdin, timeout, deadline, transport,
+                out, err = self._exchange(running, line, stdin, timeout, deadline, transport,
                                           shown)
                 if deadline is not None:
                     channel.status_event.wait(max(0.0, deadline - time.monotonic()))
                     if not channel.status_event.is_set():
-                        self._timed_out(channel, timeout, shown)
+                        self._timed_out(running, timeout, shown)
                 else:
                     channel.status_event.wait()
                 code = channel.exit_status
@@ -616,15 +669,18 @@ class SshConnection(Connection):
                 channel.close()
         finally:
             self._sessions.release()
+            if running is not None and running.pid and (running.timed_out or running.cancelled):
+                self._kill_remote([running.pid], "KILL" if running.timed_out else "TERM")
         return code, out, err, time.perf_counter() - start
 
-    def _exchange(self, channel: paramiko.Channel, line: str, stdin: bytes | None,
+    def _exchange(self, running: _Running, line: str, stdin: bytes | None,
                   timeout: float | None, deadline: float | None,
                   transport: paramiko.Transport, shown: str) -> tuple[bytes, bytes]:
         """Start the command, feed stdin, read both streams interleaved until EOF."""
+        channel = running.channel
         wake = threading.Event()
         channel.in_buffer.set_event(_Wake(wake))
-        channel.in_stderr_buffer.set_event(_Wake(wake))
+        channel.in_stderr_buffer.set_event(_Wake(wake, every=8))
         try:
             channel.exec_command(line)
         except (paramiko.SSHException, EOFError, OSError) as exc:
@@ -641,6 +697,8 @@ class SshConnection(Connection):
                 out.append(channel.recv(_READ_CHUNK))
             while channel.recv_stderr_ready():
                 err.append(channel.recv_stderr(_READ_CHUNK))
+            if running.reports_pid and err:
+                err = self._take_pid(running, err, ended)
             if ended:
                 return b"".join(out), b"".join(err)
             if pending and channel.send_ready():
@@ -656,13 +714,34 @@ class SshConnection(Connection):
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    self._timed_out(channel, timeout, shown)
+                    self._timed_out(running, timeout, shown)
                 wait = min(wait, left)
             if not wake.wait(wait) and not transport.is_active():
                 raise self._lost(transport, None, shown)
 
-    def _timed_out(self, channel: paramiko.Channel, timeout: float | None, shown: str) -> None:
+    @staticmethod
+    def _take_pid(running: _Running, err: list[bytes], ended: bool) -> list[bytes]:
+        """Strip the ``runbook-pid:N`` line the shell wrote first on stderr."""
+        data = b"".join(err)
+        first, newline, rest = data.partition(b"\n")
+        if not newline and not ended:
+            return [data]                               # the line is not complete yet
+        running.reports_pid = False
+        if newline and first.startswith(_PID_TAG) and first[len(_PID_TAG):].isdigit():
+            running.pid = int(first[len(_PID_TAG):])
+            return [rest]
+        return [data]
+
+    def _timed_out(self, running: _Running, timeout: float | None, shown: str) -> None:
+        running.timed_out = True
+        channel = running.channel
         _signal(channel, "KILL")
+        if running.reports_pid:         # stderr alone does not wake the reader: look now
+            err = []
+            while channel.recv_stderr_ready():
+                err.append(channel.recv_stderr(_READ_CHUNK))
+            if err:
+                self._take_pid(running, err, True)
         channel.close()
         raise ActionTimeout(f"command timed out after {timeout or 0:.3g}s: {shown}", result=None)
 
@@ -778,10 +857,12 @@ class SshConnection(Connection):
         def work(sftp: paramiko.SFTPClient) -> bytes:
             with sftp.open(path, "rb") as f:
                 f.prefetch()
-                return f.read()
+                data: bytes = f.read()
+                return data
 
         try:
-            return self._with_sftp(f"read {path}", work)
+            content: bytes = self._with_sftp(f"read {path}", work)
+            return content
         except FileNotFoundError:
             return None
         except (PermissionError, IsADirectoryError) as exc:

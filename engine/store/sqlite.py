@@ -157,12 +157,13 @@ def _copy(error: BaseException) -> BaseException:
 # -- group commit ---------------------------------------------------------------------------
 
 class _Ticket:
-    __slots__ = ("rows", "done", "error", "wakeup")
+    __slots__ = ("rows", "done", "error", "leader", "wakeup")
 
     def __init__(self, rows: list[_Row]) -> None:
         self.rows = rows
-        self.done = False
+        self.done = False                # committed (or failed: see error)
         self.error: BaseException | None = None
+        self.leader = False              # this caller commits the next group
         self.wakeup: Any = None          # a held lock the waiting caller blocks on
 
 
@@ -181,10 +182,10 @@ class GroupCommit:
                  ) -> None:
         self._commit = commit
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
         self._queue: list[_Ticket] = []
         self._leading = False
         self._closed = False
-        self._idle = threading.Condition(self._lock)
         self.groups = 0                  # commits made (for tests and measurements)
 
     def submit(self, rows: list[_Row]) -> None:
@@ -197,17 +198,25 @@ class GroupCommit:
                 ticket.wakeup = threading.Lock()
                 ticket.wakeup.acquire()
             else:
-                self._leading = True
-        if ticket.wakeup is not None:
-            ticket.wakeup.acquire()      # committed by a leader, or made the leader
+                self._leading = ticket.leader = True
+        if not ticket.leader:
+            try:
+                ticket.wakeup.acquire()  # until committed, or handed the lead
+            except BaseException:        # a signal handler raised in this thread
+                self._abandon(ticket)
+                raise
             if ticket.done:
                 if ticket.error is not None:
                     raise _copy(ticket.error)
                 return
-        with self._lock:
-            group, self._queue = self._queue, []
-        errors: list[BaseException | None] = [None] * len(group)
+        self._lead(ticket)
+
+    def _lead(self, ticket: _Ticket) -> None:
+        group: list[_Ticket] = []
+        errors: list[BaseException | None] = []
         try:
+            with self._lock:
+                group, self._queue = self._queue, []
             errors = self._commit([t.rows for t in group])
         except BaseException as exc:     # e.g. KeyboardInterrupt mid-commit
             errors = [exc] * len(group)
@@ -218,10 +227,7 @@ class GroupCommit:
                 for served, error in zip(group, errors):
                     served.error = error
                     served.done = True
-                successor = self._queue[0] if self._queue else None
-                self._leading = successor is not None
-                if successor is None:
-                    self._idle.notify_all()
+                successor = self._pass_lead()
             for served in group:
                 if served.wakeup is not None:
                     served.wakeup.release()
@@ -229,6 +235,29 @@ class GroupCommit:
                 successor.wakeup.release()
         if ticket.error is not None:
             raise ticket.error
+
+    def _pass_lead(self) -> _Ticket | None:
+        """(Under the lock) make the first queued caller the leader, or go idle."""
+        successor = self._queue[0] if self._queue else None
+        if successor is not None:
+            successor.leader = True
+        else:
+            self._leading = False
+            self._idle.notify_all()
+        return successor
+
+    def _abandon(self, ticket: _Ticket) -> None:
+        """A waiting caller gave up: drop its rows if still queued, pass the lead on if it
+        had been handed the lead, so the others are not left waiting for it."""
+        successor = None
+        with self._lock:
+            if ticket.done or ticket not in self._queue:
+                return                   # committed, or in the group being committed
+            self._queue.remove(ticket)
+            if ticket.leader:
+                successor = self._pass_lead()
+        if successor is not None:
+            successor.wakeup.release()
 
     def close(self) -> None:
         """Refuse new rows and wait until the queue is committed."""

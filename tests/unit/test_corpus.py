@@ -8,6 +8,8 @@ comment lines naming every problem ``runbook check`` must report for it::
     # args: -i ../inventories/_good.yml -e n=3    (optional: extra CLI arguments)
     # expect: 5:1: error: YAML syntax error: ...  ([FILE:]LINE:COL:, or no position)
     # hint: YAML does not allow tabs ...          (optional: the hint of the line above)
+    # expect: none                                (instead: no problem at all, for the
+                                                   checks that must not cry wolf)
 
 The reported problems must equal the expected ones exactly (as a multiset of
 position, severity and message; hints where given).  ``{dir}`` in an expectation
@@ -46,6 +48,7 @@ class Case:
     expected: list[tuple[str, str, str, str | None]] = field(default_factory=list)
     args: list[str] = field(default_factory=list)
     xfail: str | None = None
+    expects_none: bool = False
 
     @property
     def has_errors(self) -> bool:
@@ -62,7 +65,9 @@ def parse_case(path: Path) -> Case:
         line = raw[1:].strip()
         word, _, rest = line.partition(":")
         rest = rest.strip().replace("{dir}", folder).replace("\\n", "\n")
-        if word == "expect":
+        if word == "expect" and rest == "none":
+            case.expects_none = True
+        elif word == "expect":
             match = _EXPECT.match(rest)
             assert match, f"{path.name}: cannot read expectation {raw!r}"
             pos = ""
@@ -193,8 +198,9 @@ def _check_json(case: Case, argv: list[str], tmp_path: Path) -> list[tuple[str, 
 def test_corpus_is_big_enough() -> None:
     assert len(RUNBOOK_CASES) >= 60
     assert len(INVENTORY_CASES) >= 8
-    assert all(case.expected for case in RUNBOOK_CASES + INVENTORY_CASES), \
-        [c.path.name for c in RUNBOOK_CASES + INVENTORY_CASES if not c.expected]
+    unclear = [c.path.name for c in RUNBOOK_CASES + INVENTORY_CASES
+               if bool(c.expected) == c.expects_none]
+    assert not unclear, f"cases without '# expect:' lines (or with 'none' and others): {unclear}"
 
 
 @pytest.mark.parametrize("case", _params(RUNBOOK_CASES))
@@ -228,9 +234,10 @@ def test_runbook_case_text_output(case: Case, tmp_path: Path) -> None:
     result = run_cli(["check", *case.args, str(case.path)], case.path.parent, tmp_path)
     assert "Traceback" not in result.stderr, result.stderr
     assert "internal error" not in result.stderr, result.stderr
+    if case.xfail:   # a known bug: the messages (even the verdict) may differ, never a crash
+        assert result.exit_code in (0, 2), result.stderr
+        return
     assert result.exit_code == (2 if case.has_errors else 0), result.stderr
-    if case.xfail:
-        return  # the messages are known to differ; the exit code must not
     for pos, severity, message, _ in case.expected:
         if "\n" not in message:
             assert f"{severity}: {message}" in result.stderr

@@ -392,6 +392,28 @@ def test_block_retries_rerun_the_block_for_the_hosts_that_need_it() -> None:
     assert outcome.exit_code == 0
 
 
+@pytest.mark.xfail(reason="BUG: the block's deadline stays on the host while rescue and "
+                          "always run (Executor._block pops it in 'finally'), so after a block "
+                          "timeout rescue and always fail at once with 'no time left'",
+                   strict=True)
+def test_rescue_and_always_run_after_a_block_timeout() -> None:
+    outcome = run_yaml("""
+        name: t
+        steps:
+          - id: group
+            timeout: 0.1
+            block:
+              - {id: slow, shell: slow}
+            rescue:
+              - {id: fix, shell: fix}
+            always:
+              - {id: cleanup, shell: cleanup}
+        """, inventory=local(), delay=0.3)
+    assert "timed out" in outcome.step_ends("slow")[0].msg
+    assert outcome.statuses("fix", "rescue") == {"localhost": "changed"}
+    assert outcome.statuses("cleanup", "always") == {"localhost": "changed"}
+
+
 @pytest.mark.xfail(reason="BUG: a block's 'rollback:' is accepted by the loader but "
                           "Executor._block never pushes it", strict=True)
 def test_block_rollback_is_pushed_when_the_block_completes() -> None:

@@ -234,15 +234,12 @@ def test_known_awkward_inputs(text: str) -> None:
     _exercise(text)
 
 
-# Crashes found while fuzzing (kept as regressions until the engine is fixed).
-@pytest.mark.xfail(reason="loader.py _include: os.path.realpath raises ValueError on a NUL byte",
-                   strict=False)
+# Crashes found while fuzzing, fixed, kept as regressions.
 def test_regression_nul_byte_in_include() -> None:
-    load_runbook(PATH, 'name: x\nsteps:\n  - include: "a\\0.yml"\n', raise_errors=False)
+    loaded = load_runbook(PATH, 'name: x\nsteps:\n  - include: "a\\0.yml"\n', raise_errors=False)
+    assert [p.severity for p in loaded.problems] == ["error"]
 
 
-@pytest.mark.xfail(reason="templating.py syntax_error/names: Jinja's parser raises RecursionError "
-                          "on ~100 nested brackets; not converted to a LoadError", strict=False)
 @pytest.mark.parametrize("text", [
     'name: x\nsteps:\n  - shell: "{{ ' + "(" * 100 + "1" + ")" * 100 + ' }}"\n',
     'name: x\nsteps:\n  - shell: x\n    when: "' + "(" * 100 + "1" + ")" * 100 + '"\n',
