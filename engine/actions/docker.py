@@ -144,7 +144,6 @@ class Info(Action):
     summary = "facts about the Docker daemon"
     supports_dry_run = True
     read_only = True
-    params: dict[str, ParamSpec] = {}
 
     def apply(self, ctx: ActionContext, args: Mapping[str, Any]) -> StepResult:
         info = ctx.docker.info()

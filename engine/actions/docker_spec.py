@@ -168,7 +168,7 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-_PORT = re.compile(r"^(?:(?:\[(?P<ip6>[0-9a-fA-F:]+)\]|(?P<ip>[0-9.]+)):)?"
+_PORT = re.compile(r"^(?:(?:\[(?P<ip6>[0-9a-fA-F:]+)\]|(?P<ip>\d+\.\d+\.\d+\.\d+)):)?"
                    r"(?:(?P<host>\d*):)?(?P<cport>\d+)(?:/(?P<proto>tcp|udp|sctp))?$")
 
 

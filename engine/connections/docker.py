@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import posixpath
 import secrets
@@ -35,7 +36,8 @@ import paramiko
 
 from ..errors import ActionTimeout, RunbookError, StepFailed, Unreachable
 from .base import Become, CommandResult, Connection, FileStat, parse_stat_output, quote_command
-from .docker_api import DaemonAddress, DockerApi, convert_error, daemon_address
+from .docker_api import (THIRD_PARTY_ERRORS, DaemonAddress, DockerApi, convert_error,
+                         daemon_address)
 
 if TYPE_CHECKING:
     from ..inventory import ConnectionSettings
@@ -68,7 +70,8 @@ class _Stream:
 
     def __init__(self, raw: Any) -> None:
         self.response = getattr(raw, "_response", None)
-        self.sock = raw._sock if isinstance(raw, socket.SocketIO) else raw
+        # unix/tcp: the socket under a SocketIO; TLS: an SSLSocket; ssh: a paramiko Channel
+        self.sock: Any = getattr(raw, "_sock", raw) if isinstance(raw, socket.SocketIO) else raw
         self.is_channel = isinstance(self.sock, paramiko.Channel)
         self.pending = self._buffered()
 
@@ -281,9 +284,10 @@ class _container_errors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
-        if exc is None or isinstance(exc, RunbookError):
-            return False
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is None or isinstance(exc, RunbookError) or \
+                not isinstance(exc, THIRD_PARTY_ERRORS):
+            return
         where = f"{self.api.address.url}, host {self.api.host_name}" if self.api.host_name \
             else self.api.address.url
         if isinstance(exc, docker.errors.NotFound):
@@ -360,7 +364,7 @@ def _timeout_wrapper(api: DockerApi, container: str, timeout: float) -> list[str
         cache[container] = style
     if not style:
         return []
-    seconds = f"{max(timeout, 0.001):.3f}" if style == "float" else str(max(1, -(-int(timeout * 1000) // 1000)))
+    seconds = f"{max(timeout, 0.001):.3f}" if style == "float" else str(max(1, math.ceil(timeout)))
     return ["timeout", "-s", "KILL", seconds]
 
 

@@ -72,24 +72,28 @@ class DaemonAddress:
 
 def daemon_address(settings: "ConnectionSettings") -> DaemonAddress:
     """The daemon for a host's connection settings (see the module docstring)."""
-    common = dict(tls_verify=bool(settings.docker_tls_verify), cert_path=settings.docker_cert_path,
-                  key_file=settings.key_file, known_hosts=settings.known_hosts,
-                  host_key_checking=settings.host_key_checking or "strict",
-                  password=settings.password, connect_timeout=float(settings.connect_timeout))
+    def at(url: str) -> DaemonAddress:
+        return DaemonAddress(url=url, tls_verify=bool(settings.docker_tls_verify),
+                             cert_path=settings.docker_cert_path, key_file=settings.key_file,
+                             known_hosts=settings.known_hosts,
+                             host_key_checking=settings.host_key_checking or "strict",
+                             password=settings.password,
+                             connect_timeout=float(settings.connect_timeout))
+
     if settings.docker_host:
         url = settings.docker_host
         if url.startswith("ssh://"):
             parsed = urllib.parse.urlparse(url)
             if parsed.username is None and settings.user:
                 url = f"ssh://{settings.user}@{parsed.netloc}"
-        return DaemonAddress(url=url, **common)
+        return at(url)
     if settings.kind == "ssh":
         host = settings.address or "localhost"
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
         user = f"{settings.user}@" if settings.user else ""
-        return DaemonAddress(url=f"ssh://{user}{host}:{settings.port or 22}", **common)
-    return DaemonAddress(url=os.environ.get("DOCKER_HOST") or LOCAL_SOCKET, **common)
+        return at(f"ssh://{user}{host}:{settings.port or 22}")
+    return at(os.environ.get("DOCKER_HOST") or LOCAL_SOCKET)
 
 
 def api_for(host: "Host") -> "DockerApi":
@@ -107,7 +111,7 @@ class _Daemon:
         self.users = 0
         self.lock = threading.Lock()
         self.client: docker.APIClient | None = None
-        self.has_timeout: dict[str, bool] = {}      # container -> image has `timeout`
+        self.has_timeout: dict[str, str] = {}   # container -> how its `timeout` takes seconds
 
 
 _DAEMONS: dict[DaemonAddress, _Daemon] = {}
@@ -176,8 +180,8 @@ class _SSHAdapter(SSHHTTPAdapter):
         }
 
     def _connect(self) -> None:
-        params = dict(self.ssh_params)
-        sock = socket.create_connection((params["hostname"], params["port"]),
+        params: dict[str, Any] = dict(self.ssh_params)
+        sock = socket.create_connection((str(params["hostname"]), int(params["port"])),
                                         timeout=self._address.connect_timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
@@ -229,6 +233,9 @@ def _make_client(address: DaemonAddress) -> docker.APIClient:
 
 # ---------------------------------------------------------------- errors
 
+#: what the SDK and its transports raise; anything else is a bug and is not converted
+THIRD_PARTY_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException,
+                      urllib3.exceptions.HTTPError, paramiko.SSHException, OSError, EOFError)
 _CONNECTION_ERRORS = (requests.exceptions.ConnectionError, urllib3.exceptions.HTTPError,
                       ConnectionError, FileNotFoundError, socket.gaierror, EOFError)
 
@@ -329,7 +336,7 @@ class DockerApi:
             yield
         except RunbookError:
             raise
-        except Exception as exc:
+        except THIRD_PARTY_ERRORS as exc:
             raise convert_error(exc, what, self.address, self.host_name) from exc
 
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -315,7 +315,7 @@ class SqliteStore(Store):
         return conn
 
     def _setup(self, conn: sqlite3.Connection) -> None:
-        mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
+        mode = self._enable_wal(conn)
         if mode != "wal":
             raise StoreError(f"run journal {self.path}: cannot use write-ahead logging "
                              f"(journal mode stays '{mode}')",
@@ -334,6 +334,18 @@ class SqliteStore(Store):
         except BaseException:
             _rollback(conn)
             raise
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> str:
+        """Switch a new file to WAL (a no-op later).  Processes creating the file at once
+        can get 'database is locked' here without SQLite's busy handler: retry."""
+        deadline = time.monotonic() + self._busy_timeout
+        while True:
+            try:
+                return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.005)
 
     def _version(self, conn: sqlite3.Connection) -> int:
         """The file's schema version; StoreError if it is not ours or too new."""

@@ -338,7 +338,8 @@ def test_incident_knobs(demo, redis):
     assert 40 < codes.count(500) < 160 and set(codes) == {200, 500}
     assert get_json(f"{base}/fail?rate=0")[1] == {"fail_rate": 0.0}
     assert http("GET", f"{base}/")[0] == 200
-    assert http("GET", f"{base}/fail?rate=2")[0] == 500            # rejected, not applied
+    assert http("GET", f"{base}/fail?rate=2")[0] == 400            # rejected, not applied
+    assert http("GET", f"{base}/work?ms=abc")[0] == 400
     assert get_json(f"{base}/fail")[1] == {"fail_rate": 0.0}
     # /work: burns CPU
     cpu0 = metric(metrics_text(port), "process_cpu_seconds_total")

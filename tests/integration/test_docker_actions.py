@@ -9,7 +9,6 @@ per-test label that the fixture removes afterwards.  Ports: 30100-30199.
 
 from __future__ import annotations
 
-import os
 import textwrap
 import time
 import uuid

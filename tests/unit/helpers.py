@@ -19,7 +19,7 @@ from __future__ import annotations
 import textwrap
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from engine.connections import ConnectionPool
@@ -35,7 +35,7 @@ from engine.params import resolve_params
 from engine.redact import Redactor
 
 __all__ = ["Collector", "Outcome", "make_inventory", "load", "run_yaml", "run_runbook",
-           "CommandLog", "ok", "fail"]
+           "CommandLog", "Concurrency", "ok", "fail"]
 
 
 class Collector:
@@ -204,20 +204,34 @@ def run_yaml(text: str, **kwargs: Any) -> Outcome:
     return run_runbook(load(text), **kwargs)
 
 
-@dataclass
 class Concurrency:
-    """Counts how many commands run at the same time (give ``handler`` to run_runbook)."""
+    """Counts how many commands run at the same time (give it as ``handler``).
 
-    hold: float = 0.05
-    current: int = 0
-    peak: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    A command waits (up to ``timeout``) until ``expect`` commands run together, then
+    holds ``hold`` seconds more: on a loaded machine the expected overlap still
+    happens, and an executor running more than ``expect`` at once shows a higher peak.
+    """
+
+    def __init__(self, expect: int, hold: float = 0.02, timeout: float = 0.5) -> None:
+        self.expect = expect
+        self.hold = hold
+        self.timeout = timeout
+        self.current = 0
+        self.peak = 0
+        self._generation = 0
+        self._cond = threading.Condition()
 
     def __call__(self, host: str, command: str) -> CommandResult | None:
-        with self.lock:
+        with self._cond:
             self.current += 1
             self.peak = max(self.peak, self.current)
+            generation = self._generation
+            if self.current >= self.expect:
+                self._generation += 1
+                self._cond.notify_all()
+            else:
+                self._cond.wait_for(lambda: self._generation != generation, self.timeout)
         time.sleep(self.hold)
-        with self.lock:
+        with self._cond:
             self.current -= 1
         return None

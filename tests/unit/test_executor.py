@@ -111,7 +111,7 @@ def test_default_forks_is_20() -> None:
 ])
 def test_hosts_run_in_parallel_up_to_forks(forks: int | None, runbook_forks: int | None,
                                            peak: int) -> None:
-    counter = Concurrency(hold=0.06)
+    counter = Concurrency(expect=peak)
     extra = f"forks: {runbook_forks}" if runbook_forks else ""
     outcome = run_yaml(f"name: t\nhosts: all\n{extra}\nsteps:\n  - shell: work\n",
                        hosts=HOSTS5, handler=counter, options=RunOptions(forks=forks))
@@ -125,7 +125,7 @@ def test_parallel_hosts_take_the_time_of_one() -> None:
     outcome = run_yaml("name: t\nhosts: all\nsteps:\n  - shell: work\n", hosts=HOSTS5,
                        delay=0.2)
     assert outcome.exit_code == 0
-    assert time.monotonic() - start < 0.6         # sequentially it would take 1 s
+    assert time.monotonic() - start < 0.8         # one after the other: 1 s
 
 
 # -- lock-step (linear) ------------------------------------------------------------
@@ -528,7 +528,7 @@ def test_timeout_bounds_each_attempt() -> None:
     assert re.search(r"timed out after 0\.\d+s", end.msg)
     assert end.attempts == 2
     assert len(outcome.fakes["localhost"].commands) == 2
-    assert 0.2 <= elapsed < 0.5           # each attempt got its own 0.1 s
+    assert 0.2 <= elapsed < 0.55          # each attempt got its own 0.1 s, not 0.3
 
 
 def test_block_timeout_bounds_the_whole_group() -> None:
@@ -544,7 +544,7 @@ def test_block_timeout_bounds_the_whole_group() -> None:
               - {id: c, shell: c}
               - {id: d, shell: d}
         """, inventory=make_inventory(["localhost"]), delay=0.1)
-    assert time.monotonic() - start < 0.45
+    assert time.monotonic() - start < 0.6
     assert outcome.statuses("a") == {"localhost": "changed"}
     assert outcome.statuses("b") == {"localhost": "changed"}
     assert outcome.statuses("c") == {"localhost": "failed"}

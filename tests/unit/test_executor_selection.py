@@ -319,8 +319,6 @@ def test_dry_run_rollback_is_planned_not_run() -> None:
     assert outcome.fakes["localhost"].files == {}
 
 
-@pytest.mark.xfail(reason="BUG: pause is read_only, so a dry run really waits (the "
-                          "executor calls apply(), not plan())", strict=True)
 def test_dry_run_does_not_wait_for_a_pause() -> None:
     start = time.monotonic()
     outcome = run_yaml("name: t\nsteps:\n  - pause: 0.5\n",
@@ -329,9 +327,6 @@ def test_dry_run_does_not_wait_for_a_pause() -> None:
     assert outcome.step_ends()[0].msg.startswith("would wait")
 
 
-@pytest.mark.xfail(reason="BUG: confirm is read_only, so a dry run asks for real (and fails "
-                          "when not interactive) instead of saying what it would ask",
-                   strict=True)
 def test_dry_run_does_not_ask_for_confirmation() -> None:
     outcome = run_yaml("name: t\nsteps:\n  - confirm: deploy to prod?\n",
                        inventory=make_inventory(["localhost"]), options=RunOptions(dry_run=True))

@@ -170,7 +170,7 @@ class AppHandler(Handler):
         if self.injected_failure():
             return
         try:
-            item = json.loads(self.read_body() or b"null")
+            item = json.loads(self.body or b"null")
         except ValueError as exc:
             self.send_json(400, {"error": f"body is not JSON: {exc}"})
             return

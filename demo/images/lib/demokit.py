@@ -85,8 +85,6 @@ class Redis:
             except (OSError, ValueError):
                 self.close()
                 raise
-            except RespError:
-                raise
 
     def _read(self) -> Any:
         line = self._file.readline()
@@ -113,19 +111,6 @@ class Redis:
                 return None
             return [self._read() for _ in range(n)]
         raise ConnectionError(f"unexpected RESP reply {line[:40]!r}")
-
-    # conveniences
-    def ping(self) -> bool:
-        return self.command("PING") == "PONG"
-
-    def get(self, key: str) -> bytes | None:
-        return self.command("GET", key)
-
-    def set(self, key: str, value: bytes | str, ex: int | None = None) -> None:
-        args: list[Any] = ["SET", key, value]
-        if ex:
-            args += ["EX", ex]
-        self.command(*args)
 
 
 def redis_ping(addr: str, timeout: float = 1.0) -> str | None:
@@ -321,6 +306,10 @@ def add_process_metrics(reg: Registry) -> None:
 QUIET_PATHS = ("/health", "/metrics")
 
 
+class BadRequest(ValueError):
+    """The client sent something unusable: answered 400."""
+
+
 class Handler(BaseHTTPRequestHandler):
     """Routes by ``routes``: {(method, path): handler method name}; a path ending in
     '/*' takes one more segment. Subclasses set ``routes``, ``version`` and the
@@ -343,6 +332,7 @@ class Handler(BaseHTTPRequestHandler):
         self.query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         name, self.route = self._match(method, self.url_path)
         try:
+            self.body = self._read_body()
             if name is None:
                 known = self.route != "other"
                 self.send_json(405 if known else 404, {"error": "method not allowed" if known else "not found"})
@@ -350,6 +340,8 @@ class Handler(BaseHTTPRequestHandler):
                 getattr(self, name)()
         except (BrokenPipeError, ConnectionResetError):
             pass
+        except BadRequest as exc:
+            self.send_json(400, {"error": str(exc)})
         except Exception as exc:  # noqa: BLE001 - a demo service answers 500 and keeps going
             print(f"error: {method} {self.path}: {exc.__class__.__name__}: {exc}", file=sys.stderr, flush=True)
             try:
@@ -399,10 +391,16 @@ class Handler(BaseHTTPRequestHandler):
         sys.stdout.flush()
 
     # ---- helpers
-    def read_body(self) -> bytes:
-        n = int(self.headers.get("Content-Length") or 0)
-        if n > self.max_body:
-            raise ValueError(f"body larger than {self.max_body} bytes")
+    def _read_body(self) -> bytes:
+        """The whole request body, read before dispatch so a keep-alive connection
+        never sees leftovers of it."""
+        try:
+            n = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            n = -1
+        if n < 0 or n > self.max_body:
+            self.close_connection = True
+            raise BadRequest(f"Content-Length must be 0..{self.max_body}")
         return self.rfile.read(n) if n else b""
 
     def send_bytes(self, code: int, body: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
@@ -427,9 +425,12 @@ class Handler(BaseHTTPRequestHandler):
         raw = self.query.get(name)
         if raw is None:
             return default
-        value = float(raw)
+        try:
+            value = float(raw)
+        except ValueError:
+            raise BadRequest(f"{name} must be a number") from None
         if not (lo <= value <= hi):
-            raise ValueError(f"{name} must be between {lo} and {hi}")
+            raise BadRequest(f"{name} must be between {lo:g} and {hi:g}")
         return value
 
 
