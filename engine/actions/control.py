@@ -109,11 +109,15 @@ class Pause(_RunnerAction):
         if args.get("reason"):
             ctx.log(f"waiting {seconds:g}s: {args['reason']}")
         end = time.monotonic() + seconds
+        limit = ctx.deadline if ctx.deadline is not None else end
         while not ctx.cancelled():
-            left = end - time.monotonic()
-            if left <= 0:
+            now = time.monotonic()
+            if now >= end:
                 break
-            time.sleep(min(left, 0.1))
+            if now >= limit:
+                return StepResult(failed=True, msg=f"timed out after {seconds - (end - now):.1f}s "
+                                                   f"of a {seconds:g}s pause")
+            time.sleep(min(end - now, limit - now, 0.1))
         return StepResult(msg=f"waited {seconds:g}s")
 
 

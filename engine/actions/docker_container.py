@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from ..errors import RunbookError, StepFailed
 from .base import Action, ActionContext, Plan, StepResult
-from .docker_spec import SPEC_PARAMS, ContainerSpec, differences, parse_spec
+from .docker_spec import SPEC_PARAMS, ContainerSpec, differences, parse_spec, spec_problems
 from .schema import ParamSpec
 
 __all__ = ["Container", "Converged", "converge", "resolve_image", "CONTROL_PARAMS"]
@@ -97,8 +97,8 @@ def converge(ctx: ActionContext, api: Any, spec: ContainerSpec, state: str, *,
     if state == "absent":
         if info is not None:
             done.changes.append(f"remove container {name}")
-            if not plan:
-                api.remove_container(name, force=True)
+            if not plan:        # with its anonymous volumes; named volumes stay
+                api.remove_container(name, force=True, volumes=True)
                 fields.update(removed=True, exists=False)
         return done
     if state == "stopped":
@@ -107,7 +107,7 @@ def converge(ctx: ActionContext, api: Any, spec: ContainerSpec, state: str, *,
             if not plan:
                 api.stop(name, spec.stop_timeout)
                 fields["stopped"] = True
-        return _finish(api, done, plan)
+        return _finish(api, done)
     if spec.image is not None and image_info is None:
         image_info, notes = resolve_image(api, spec.image, pull, plan)
         done.changes.extend(notes)
@@ -154,17 +154,16 @@ def converge(ctx: ActionContext, api: Any, spec: ContainerSpec, state: str, *,
         try:
             api.wait_healthy(name, health_timeout, cancelled=ctx.cancelled)
         except StepFailed as exc:
-            _finish(api, done, plan)
+            _finish(api, done)
             raise StepFailed(exc.message, hint=exc.hint,
                              result=StepResult(changed=done.changed, fields=dict(fields))) from None
-    return _finish(api, done, plan)
+    return _finish(api, done)
 
 
-def _finish(api: Any, done: Converged, plan: bool) -> Converged:
-    """Fill the result fields from the container as it is now."""
+def _finish(api: Any, done: Converged) -> Converged:
+    """Fill the result fields from the container as it is now (in a plan: as it is
+    before the changes, the best a dry run can tell)."""
     fields = done.fields
-    if plan and done.changes:       # what it will be is not known before doing it
-        return done
     info = api.container(fields["name"])
     if info is None:
         fields["exists"] = False
@@ -200,7 +199,7 @@ def _recreate(api: Any, spec: ContainerSpec, old: Mapping[str, Any], start: bool
             if was_running:
                 api.start(old["Id"])
         raise
-    api.remove_container(old["Id"], force=True)
+    api.remove_container(old["Id"], force=True, volumes=True)
     return new_id
 
 
@@ -220,6 +219,10 @@ class Container(Action):
                                "present (created, not started)"),
         **SPEC_PARAMS, **CONTROL_PARAMS,
     }
+
+    @staticmethod
+    def check_args(args: Mapping[str, Any]) -> Iterable[tuple[str, str | None]]:
+        return spec_problems(args)
 
     def _run(self, ctx: ActionContext, args: Mapping[str, Any], plan: bool) -> Converged:
         spec = parse_spec(args)

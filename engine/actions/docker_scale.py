@@ -29,7 +29,7 @@ from typing import Any, Iterable, Mapping
 from ..errors import StepFailed
 from .base import Action, ActionContext, Plan, StepResult
 from .docker_container import CONTROL_PARAMS, converge, resolve_image
-from .docker_spec import SPEC_PARAMS, parse_spec, with_replica
+from .docker_spec import SPEC_PARAMS, parse_spec, spec_problems, with_replica
 from .schema import ParamSpec
 
 __all__ = ["Scale", "SCALE_LABEL", "REPLICA_LABEL"]
@@ -58,10 +58,11 @@ class Scale(Action):
 
     @staticmethod
     def check_args(args: Mapping[str, Any]) -> Iterable[tuple[str, str | None]]:
+        problems = spec_problems(with_replica(args, 1))
         replicas = args.get("replicas")
         if isinstance(replicas, int) and replicas < 0:
-            return [(f"replicas cannot be negative (got {replicas})", "replicas")]
-        return []
+            problems.append((f"replicas cannot be negative (got {replicas})", "replicas"))
+        return problems
 
     def _existing(self, api: Any, name: str) -> dict[int, dict[str, Any]]:
         """Replica number -> container summary, for the containers of this set."""
@@ -94,7 +95,7 @@ class Scale(Action):
             replica = f"{name}-{number}"
             changes.append(f"remove replica {replica}")
             if not plan:
-                api.remove_container(existing[number]["Id"], force=True)
+                api.remove_container(existing[number]["Id"], force=True, volumes=True)
                 removed.append(replica)
         pull = str(args.get("pull") or "missing")
         image_info = None

@@ -13,13 +13,14 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import StepFailed
 from ..model import parse_duration
 from .schema import ParamSpec
 
-__all__ = ["ContainerSpec", "SPEC_PARAMS", "parse_spec", "differences", "with_replica",
+__all__ = ["ContainerSpec", "SPEC_PARAMS", "parse_spec", "spec_problems", "differences",
+           "with_replica",
            "parse_memory", "parse_port", "parse_volume", "parse_restart", "parse_healthcheck"]
 
 _NS = 1_000_000_000
@@ -156,6 +157,36 @@ def parse_spec(args: Mapping[str, Any], name: str | None = None,
         stop_timeout=float(args["stop_timeout"]) if args.get("stop_timeout") is not None
         else 10.0,
         extra_labels=dict(extra_labels or {}))
+
+
+def spec_problems(args: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+    """Static checks of literal spec values (templates are checked when rendered)."""
+    def literal(value: Any) -> bool:
+        return not (isinstance(value, str) and ("{{" in value or "{%" in value))
+
+    parsers: dict[str, Callable[[Any], Any]] = {
+        "memory": parse_memory, "restart_policy": parse_restart, "ports": parse_port,
+        "volumes": parse_volume, "healthcheck": parse_healthcheck}
+    checks: list[tuple[str, Any]] = []
+    for key in ("memory", "restart_policy"):
+        value = args.get(key)
+        if value is not None and literal(value) and isinstance(value, (str, int)):
+            checks.append((key, value))
+    for key in ("ports", "volumes"):
+        value = args.get(key)
+        if isinstance(value, list):
+            checks.extend((key, item) for item in value
+                          if isinstance(item, (str, int)) and literal(item))
+    health = args.get("healthcheck")
+    if isinstance(health, dict) and all(literal(v) for v in health.values()):
+        checks.append(("healthcheck", health))
+    problems: list[tuple[str, str | None]] = []
+    for key, value in checks:
+        try:
+            parsers[key](str(value) if key == "volumes" else value)
+        except StepFailed as exc:
+            problems.append((exc.message, key))
+    return problems
 
 
 def _opt_str(value: Any) -> str | None:

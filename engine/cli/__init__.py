@@ -65,9 +65,25 @@ def cli() -> None:
     """
 
 
+def _logging() -> None:
+    """Our warnings on stderr; third-party libraries stay quiet (their errors become ours)."""
+    import logging
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    ours = logging.getLogger("runbook")
+    ours.addHandler(handler)
+    ours.setLevel(logging.WARNING)
+    ours.propagate = False
+    for name in ("paramiko", "docker", "urllib3"):
+        quiet = logging.getLogger(name)
+        quiet.addHandler(logging.NullHandler())
+        quiet.propagate = False
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Console entry point: user errors print cleanly, internal errors go to a log file."""
     from .errors_out import guarded
+    _logging()
     return guarded(lambda: cli.main(args=argv, prog_name="runbook", standalone_mode=False))
 
 

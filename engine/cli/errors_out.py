@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import os
 import sys
-import time
-import traceback
 from typing import Any, Callable, Iterable, TextIO
 
 import click
 
+from ..crashlog import write_crash_log
 from ..errors import (EXIT_INTERRUPTED, EXIT_USAGE, LoadError, RunbookError, UserError,
                       ValidationFailed)
 
@@ -92,25 +91,6 @@ def report(exc: RunbookError, stream: TextIO | None = None) -> None:
         print_problems([exc], stream)
 
 
-def crash_log_dir() -> str:
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local",
-                                                            "state")
-    return os.path.join(base, "runbook", "crashes")
-
-
-def _write_crash_log(exc: BaseException) -> str | None:
-    try:
-        folder = crash_log_dir()
-        os.makedirs(folder, exist_ok=True)
-        path = os.path.join(folder, time.strftime("crash-%Y%m%d-%H%M%S") + f"-{os.getpid()}.log")
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(f"runbook {' '.join(sys.argv[1:])}\n")
-            traceback.print_exception(type(exc), exc, exc.__traceback__, file=f)
-        return path
-    except OSError:
-        return None
-
-
 def guarded(body: Callable[[], Any]) -> int:
     """Run the CLI body; map every outcome to an exit code and a clean message."""
     try:
@@ -140,7 +120,7 @@ def guarded(body: Callable[[], Any]) -> int:
             pass
         return 1
     except Exception as exc:  # the one place that may catch everything
-        path = _write_crash_log(exc)
+        path = write_crash_log(exc)
         where = f"; details in {path}" if path else ""
         print(f"internal error: {type(exc).__name__}: {exc}{where}\n"
               "  this is a bug in runbook, not in your runbook: please report it with that file",

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable, Sequence
 import click
 
 from ..errors import EXIT_OK, EXIT_USAGE, UsageError, UserError
+from ..store import describe_holder, local_time, state_path as resolve_state_path
 from .common import extra_vars_option, output_option, state_option
 from .errors_out import use_color
 
@@ -46,9 +47,12 @@ class _Out:
         click.echo(text)
 
 
-def _open(state_path: str | None) -> Any:
+def _open(state_path: str | None) -> tuple[Any, str]:
+    """(the store or None when there is no journal file yet, its path).  Reading
+    commands do not create a journal: a mistyped --state would silently make one."""
     from ..store import open_store
-    return open_store(state_path)
+    path = resolve_state_path(state_path)
+    return (open_store(path) if os.path.exists(path) else None), path
 
 
 def _clock(ts: float) -> str:
@@ -120,18 +124,24 @@ def _plain(text: str) -> tuple[str, str]:
 def history(runbook_name: str | None, status: str | None, host: str | None, limit: int,
             output: str, state_path: str | None) -> int:
     """List past runs from the journal, newest first."""
-    store = _open(state_path)
-    try:
-        runs = store.list_runs(runbook=runbook_name, status=status, host=host, limit=limit)
-    finally:
-        store.close()
+    store, path = _open(state_path)
+    runs = []
+    if store is not None:
+        try:
+            runs = store.list_runs(runbook=runbook_name, status=status, host=host,
+                                   limit=limit)
+        finally:
+            store.close()
     if output == "json":
         json.dump([asdict(run) for run in runs], sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
         return EXIT_OK
     if not runs:
-        filtered = runbook_name or status or host
-        click.echo("no runs match" if filtered else "no runs recorded yet", err=True)
+        if store is None:
+            click.echo(f"no runs recorded yet (no journal at {path})", err=True)
+        else:
+            filtered = runbook_name or status or host
+            click.echo("no runs match" if filtered else "no runs recorded yet", err=True)
         return EXIT_OK
     out = _Out()
     now = time.time()
@@ -143,17 +153,12 @@ def history(runbook_name: str | None, status: str | None, host: str | None, limi
             took = _duration(now - run.started_at) + "…"
         else:
             took = "-"
-        rows.append([_plain(run.run_id), _plain(_local(run.started_at)), _plain(took),
+        rows.append([_plain(run.run_id), _plain(local_time(run.started_at)), _plain(took),
                      _plain(run.runbook), _run_status(run, out), _plain(str(len(run.hosts))),
                      _plain(f"{run.user}@{run.machine}"), _plain(_notes(run))])
     _table(out, ["RUN ID", "STARTED", "DURATION", "RUNBOOK", "STATUS", "HOSTS", "BY", ""],
            rows)
     return EXIT_OK
-
-
-def _local(ts: float) -> str:
-    from ..store import local_time
-    return local_time(ts)
 
 
 # -- show ---------------------------------------------------------------------------------
@@ -182,10 +187,13 @@ def find_run(store: Any, run_id: str, path: str | None = None) -> Any:
 def show(run_id: str, host: str | None, output: str, state_path: str | None) -> int:
     """Show the timeline of one run: per host, each step with its outcome, the failure
     and the rollback.  RUN_ID may be a unique prefix."""
-    from ..store import state_path as resolve
-    store = _open(state_path)
+    store, path = _open(state_path)
+    if store is None:
+        raise UserError(f"no run '{run_id}': there is no journal at {path}",
+                        hint="runs are recorded in the journal that --state or RUNBOOK_STATE "
+                             "name, else in $XDG_STATE_HOME/runbook/state.db")
     try:
-        run = find_run(store, run_id, resolve(state_path))
+        run = find_run(store, run_id, path)
         hosts = list(run.hosts)
         events = store.events(run.run_id)
     finally:
@@ -225,7 +233,7 @@ def _show_header(out: _Out, run: Any, end: Any) -> None:
 
     field("runbook", run.path)
     field("by", f"{run.user}@{run.machine}, pid {run.pid}")
-    when = _local(run.started_at)
+    when = local_time(run.started_at)
     if run.ended_at is not None:
         when += f", ended {_clock(run.ended_at)} ({_duration(run.ended_at - run.started_at)})"
     elif _process_gone(run):
@@ -373,7 +381,12 @@ def unlock(names: tuple[str, ...], all_expired: bool, run_id: str | None, list_o
         raise UsageError("say which locks to release",
                          hint="runbook unlock NAME..., --all-expired or --run RUN_ID; "
                               "--list shows them")
-    store = _open(state_path)
+    store, path = _open(state_path)
+    if store is None:
+        if list_only:
+            click.echo(f"no locks held (no journal at {path})", err=True)
+            return EXIT_OK
+        raise UserError(f"no locks to release: there is no journal at {path}")
     try:
         return _unlock(store, names, all_expired, run_id, list_only)
     finally:
@@ -398,7 +411,7 @@ def _unlock(store: Any, names: tuple[str, ...], all_expired: bool, run_id: str |
             holder = lock.holder
             rows.append([_plain(lock.name), _plain(holder.run_id),
                          _plain(f"{holder.user}@{holder.machine} pid {holder.pid}"),
-                         _plain(_local(lock.since)), lease])
+                         _plain(local_time(lock.since)), lease])
         _table(out, ["LOCK", "RUN", "HELD BY", "SINCE", "LEASE"], rows)
         return EXIT_OK
     released: list[Any] = []
@@ -439,7 +452,6 @@ def _unlock(store: Any, names: tuple[str, ...], all_expired: bool, run_id: str |
 
 
 def _print_released(out: _Out, released: Iterable[Any], now: float) -> None:
-    from ..store import describe_holder
     for lock in released:
         out.line(f"released lock '{lock.name}', held by {describe_holder(lock, now)}")
         if lock.expires > now:

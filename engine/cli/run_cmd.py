@@ -120,8 +120,8 @@ def run(path: str, inventory_path: str | None, extra_vars: tuple[str, ...], dry_
     except ValueError as exc:
         raise UsageError(f"--grace: {exc}") from None
     prepared = prepare(path, inventory_path, extra_vars, limit)
-    if start_at and prepared.runbook.find_step(start_at) is None:
-        ids = [s.id for s in prepared.runbook.walk()]
+    if start_at and start_at not in _main_step_ids(prepared.runbook):
+        ids = _main_step_ids(prepared.runbook)
         from ..templating import suggest
         close = suggest(start_at, ids)
         raise UsageError(f"--start-at: no step with id '{start_at}'",
@@ -135,6 +135,18 @@ def run(path: str, inventory_path: str | None, extra_vars: tuple[str, ...], dry_
                          grace_period=grace_seconds)
     return execute(prepared, options, output=output, verbose=verbose,
                    journal=not no_journal, state_path=state_path)
+
+
+def _main_step_ids(runbook: Any) -> list[str]:
+    """Ids --start-at accepts: steps and their block children (not preflight, not rollback)."""
+    out: list[str] = []
+
+    def visit(steps: Any) -> None:
+        for step in steps:
+            out.append(step.id)
+            visit(step.children())
+    visit(runbook.steps)
+    return out
 
 
 def execute(prepared: Prepared, options: Any, *, output: str, verbose: int,
@@ -333,6 +345,7 @@ def _install_signals(context: Any, grace: float) -> Any:
               file=sys.stderr)
         timer = threading.Timer(grace, context.pool.cancel_all)
         timer.daemon = True
+        context.grace_timer = timer   # the executor cancels it before rolling back
         timer.start()
 
     for sig in previous:

@@ -393,6 +393,8 @@ class DockerApi:
         """
         def create(c: docker.APIClient) -> str:
             ports = spec.get("ports") or []
+            if spec.get("network_mode") == "host":
+                ports = []          # moot on the host's network (the SDK refuses them)
             bindings: dict[str, list[tuple[str, Any]]] = {}
             for cport, proto, hip, hport in ports:
                 key = f"{cport}/{proto}"

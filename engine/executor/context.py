@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from ..connections import ConnectionPool
 from ..redact import Redactor
-from ..templating import Lazy, Scope, Templar, templar
+from ..templating import Scope, Templar, templar
 from .events import EventBus
 from .state import HostState, HostVars
 
@@ -58,6 +58,14 @@ class RunContext:
     stop_reason: str = ""
     run_deadline: float | None = None
     prompt_lock: threading.Lock = field(default_factory=threading.Lock)
+    grace_timer: threading.Timer | None = None
+
+    def end_grace(self) -> None:
+        """The interrupted steps are over: the grace timer must not kill the rollback."""
+        timer = self.grace_timer
+        if timer is not None:
+            timer.cancel()
+            self.grace_timer = None
 
     def __post_init__(self) -> None:
         self.runbook_dir = os.path.dirname(os.path.abspath(self.runbook.path))
@@ -126,8 +134,3 @@ class RunContext:
         layers.append(self.builtins(state))
         return Scope(layers, self.templar)
 
-
-def lazy_vars(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Block or include vars as a scope layer (templates stay Lazy until read)."""
-    return {k: v for k, v in values.items()} if all(
-        not isinstance(v, str) or isinstance(v, Lazy) for v in values.values()) else dict(values)

@@ -176,6 +176,7 @@ class RollbackPushed(Event):
     host: str
     step: str
     snapshot: Mapping[str, Any]
+    title: str = ""
     ts: float = field(default_factory=time.time)
 
 

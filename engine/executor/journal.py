@@ -121,7 +121,7 @@ class HostProgress:
     """What the journal says a host got through."""
 
     completed: dict[str, tuple[dict[str, Any], bool]] = field(default_factory=dict)
-    stack: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    stack: list[tuple[str, dict[str, Any], str]] = field(default_factory=list)
     failed_step: str | None = None
     rolled_back: bool = False
 
@@ -146,7 +146,8 @@ def read_progress(events: Sequence[JournalEvent]) -> dict[str, HostProgress]:
                 progress.failed_step = step
                 facts.pop((host, step), None)
         elif event.kind == "rollback_push":
-            progress.stack.append((step, dict(data.get("snapshot") or {})))
+            progress.stack.append((step, dict(data.get("snapshot") or {}),
+                                   str(data.get("title") or "")))
         elif event.kind == "rollback_pop":
             for index in range(len(progress.stack) - 1, -1, -1):
                 if progress.stack[index][0] == step:

@@ -58,14 +58,34 @@ def run(policy: RetryPolicy, attempt: Callable[[int], T], *, sleep: Callable[[fl
     def _stop(state: tenacity.RetryCallState) -> bool:
         return state.attempt_number >= policy.attempts or stopped()
 
+    last: list[RetryWanted] = []
+
+    def _sleep(seconds: float) -> None:
+        sleep(seconds)
+        if stopped():            # stopped during the pause: no new attempt
+            raise _Stopped()
+
+    def _attempt(number: int) -> T:
+        try:
+            return attempt(number)
+        except RetryWanted as wanted:
+            last[:] = [wanted]
+            raise
+
     retrying = tenacity.Retrying(
         stop=_stop, wait=lambda state: wait_seconds(policy, state.attempt_number),
-        retry=tenacity.retry_if_exception_type(RetryWanted), sleep=sleep,
+        retry=tenacity.retry_if_exception_type(RetryWanted), sleep=_sleep,
         before_sleep=_before_sleep, reraise=True)
     try:
         for manager in retrying:
             with manager:
-                return attempt(manager.retry_state.attempt_number)
+                return _attempt(manager.retry_state.attempt_number)
     except RetryWanted as wanted:
         return wanted.value
+    except _Stopped:
+        return last[0].value
     raise AssertionError("unreachable: tenacity ended without an outcome")
+
+
+class _Stopped(Exception):
+    """The run began stopping during a pause between attempts."""

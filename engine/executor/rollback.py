@@ -46,7 +46,7 @@ def unwind(run: RunContext, runner: "StepRunner", state: HostState, reason: str)
                 state.stats.rolled_back += 1
             run.bus.emit(RollbackStep(run.run_id, state.name, rollback_step.id,
                                       outcome.title or rollback_step.title, entry.step.id,
-                                      entry.step.title,
+                                      entry.title or entry.step.title,
                                       outcome.status,
                                       round(time.perf_counter() - start, 6),
                                       outcome.result.msg))

@@ -142,12 +142,13 @@ class Executor:
             return
         state.resumed_from = self.resumed_from
         state.restored = dict(progress.completed)
-        for step_id, snapshot in progress.stack:
+        for step_id, snapshot, title in progress.stack:
             step = self.runbook.find_step(step_id)
             if step is not None and step.rollback:
-                state.rollback_stack.append(RollbackEntry(step=step, snapshot=snapshot))
+                state.rollback_stack.append(RollbackEntry(step=step, snapshot=snapshot,
+                                                          title=title))
                 self.run.bus.emit(RollbackPushed(self.run.run_id, state.name, step_id,
-                                                 snapshot))
+                                                 snapshot, title))
 
     def _run(self, states: list[HostState]) -> None:
         run = self.run
@@ -283,7 +284,16 @@ class Executor:
             if step.timeout:
                 state.deadlines.append(time.monotonic() + step.timeout)
         try:
-            self._block_attempts(step, entering, phase)
+            try:
+                self._block_attempts(step, entering, phase)
+            finally:
+                if step.timeout:   # it bounds the block's own steps, not rescue/always
+                    for state in entering:
+                        state.deadlines.pop()
+            if step.rollback:
+                for state in entering:
+                    if state.failure is None:
+                        self.steps.push(step, state, {})
             failed = [s for s in entering if s.failure is not None and not s.unreachable]
             if step.rescue and failed:
                 for state in failed:
@@ -309,8 +319,6 @@ class Executor:
         finally:
             for state in entering:
                 state.block_vars.pop()
-                if step.timeout:
-                    state.deadlines.pop()
 
     def _block_attempts(self, step: Step, entering: list[HostState], phase: str) -> None:
         """Run the block's steps; retry it (for the hosts that need it) per its policy."""
@@ -363,6 +371,7 @@ class Executor:
     # ---------------------------------------------------------------- rollback
     def _rollback_failed_hosts(self, batch: list[HostState]) -> None:
         """End of a batch: unwind the hosts that failed (when on_failure is rollback)."""
+        self.run.end_grace()
         if self.runbook.on_failure != "rollback" or self.run.options.no_rollback:
             return
         failed = [s for s in batch if s.failure is not None and s.rollback_stack]
@@ -373,6 +382,7 @@ class Executor:
     def _rollback_after_stop(self, done: list[list[HostState]]) -> None:
         """The run stopped: unwind every host that changed something, newest batch first."""
         run = self.run
+        run.end_grace()
         if self.runbook.on_failure != "rollback" or run.options.no_rollback or \
                 run.hard_stopped:
             return

@@ -43,6 +43,7 @@ class RollbackEntry:
 
     step: Step
     snapshot: Mapping[str, Any]
+    title: str = ""               # the step's title as shown when it ran (rendered)
     pushed_at: float = field(default_factory=time.time)
 
     @property

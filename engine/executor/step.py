@@ -4,13 +4,12 @@ check -> until, with retries, timeouts, register, rollback push and dry-run rule
 
 from __future__ import annotations
 
-import logging
 import time
-import traceback
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 from ..actions import get_action
+from ..crashlog import write_crash_log
 from ..actions.base import Action, ActionContext, CannotSimulate, StepResult
 from ..actions.schema import coerce
 from ..errors import ActionTimeout, RunbookError, StepFailed, TargetError, TemplateError
@@ -22,9 +21,6 @@ from .events import LogMessage, Retry, RollbackPushed, StepEnd, StepFacts, StepS
 from .state import Failure, HostState, RollbackEntry
 
 __all__ = ["StepRunner", "Outcome"]
-
-log = logging.getLogger("runbook.executor")
-
 
 @dataclass(frozen=True)
 class Outcome:
@@ -55,6 +51,8 @@ class StepRunner:
                 snapshot: Mapping[str, Any] | None = None) -> Outcome:
         """Run an action step on one host and record what happened."""
         run = self.run
+        if phase != "rollback" and run.stopping:
+            return Outcome("skipped", StepResult(skipped=True, msg="the run is stopping"))
         state.started = True
         if phase != "rollback" and step.id in state.restored:
             return self._restore(step, state, phase)
@@ -72,10 +70,10 @@ class StepRunner:
         except RunbookError as exc:
             outcome = self._failed(step, state, phase, exc.message)
         except Exception as exc:  # a bug must not stop the rollback of the run
-            log.error("internal error in step %s on %s\n%s", step.id, state.name,
-                      traceback.format_exc())
+            path = write_crash_log(exc, f"step {step.id} on host {state.name}")
+            where = f" (details in {path})" if path else ""
             outcome = self._failed(step, state, phase,
-                                   f"internal error: {type(exc).__name__}: {exc}")
+                                   f"internal error: {type(exc).__name__}: {exc}{where}")
         duration = time.perf_counter() - start
         outcome = replace(outcome, title=title)
         self._record(step, state, outcome, phase, duration)
@@ -136,7 +134,7 @@ class StepRunner:
                     return Outcome("skipped", StepResult(skipped=True, msg="condition false"),
                                    note=note)
             result = self._attempts(step, state, action_cls, scope, phase)
-            return self._judge(step, state, result, note, snapshot)
+            return self._judge(step, state, result, note, snapshot, phase=phase)
         items = run.templar.render(step.loop, scope, step.loc)
         if isinstance(items, (str, bytes)) or not hasattr(items, "__iter__"):
             raise TemplateError(f"'loop' must give a list, got {type(items).__name__}",
@@ -154,7 +152,7 @@ class StepRunner:
                     continue
             result = self._attempts(step, state, action_cls, item_scope, phase)
             item_outcome = self._judge(step, state, result, note, snapshot, item=item,
-                                       push=False)
+                                       push=False, phase=phase)
             results.append({**result.as_vars(), step.loop_var: item})
             changed = changed or result.changed
             overall = result
@@ -173,7 +171,8 @@ class StepRunner:
             fields={"results": results})
         if skipped:
             return Outcome("skipped", combined, note=note)
-        return self._judge(step, state, combined, note, snapshot, push=False, judged=True)
+        return self._judge(step, state, combined, note, snapshot, push=False, judged=True,
+                           phase=phase)
 
     def _when(self, conditions: tuple[Condition, ...], scope: Any,
               state: HostState) -> tuple[bool, str]:
@@ -207,7 +206,7 @@ class StepRunner:
         def attempt(number: int) -> StepResult:
             begun = time.perf_counter()
             try:
-                result = self._invoke(step, state, action_cls, scope)
+                result = self._invoke(step, state, action_cls, scope, phase)
             except ActionTimeout as exc:
                 result = StepResult(failed=True, msg=exc.message)
             except StepFailed as exc:
@@ -241,14 +240,16 @@ class StepRunner:
         return retry.run(step.retry, attempt, sleep=sleep, on_retry=on_retry, stopped=stopped)
 
     def _invoke(self, step: Step, state: HostState, action_cls: type[Action],
-                scope: Any) -> StepResult:
+                scope: Any, phase: str) -> StepResult:
         run = self.run
         args = self._render_args(step, action_cls, scope)
-        deadline = state.deadline()
+        # rollback steps are bounded by their own timeout only: undoing must not be cut
+        # short by the run or block timeout that caused it
+        deadline = state.deadline() if phase != "rollback" else None
         if step.timeout is not None:
             own = time.monotonic() + step.timeout
             deadline = own if deadline is None else min(deadline, own)
-        if run.run_deadline is not None:
+        if run.run_deadline is not None and phase != "rollback":
             deadline = run.run_deadline if deadline is None else min(deadline, run.run_deadline)
         if deadline is not None and deadline <= time.monotonic():
             raise ActionTimeout("no time left (block or run timeout reached)")
@@ -354,12 +355,12 @@ class StepRunner:
     # ---------------------------------------------------------------- verdict
     def _judge(self, step: Step, state: HostState, result: StepResult, note: str,
                snapshot: Mapping[str, Any] | None, item: Any = None, push: bool = True,
-               judged: bool = False) -> Outcome:
+               judged: bool = False, phase: str = "steps") -> Outcome:
         if result.failed:
             if step.ignore_errors:
                 return Outcome("failed", result, ignored=True, note=note)
-            return Outcome("failed", result, failure=self._failure(step, state, result),
-                           note=note)
+            return Outcome("failed", result,
+                           failure=self._failure(step, state, result, phase), note=note)
         if push and step.rollback:
             extra = {"result": result.as_vars()}
             self._push(step, state, extra, snapshot)
@@ -368,6 +369,11 @@ class StepRunner:
                 else "simulated"
             return Outcome(status, result, note=note)
         return Outcome("changed" if result.changed else "ok", result, note=note)
+
+    def push(self, step: Step, state: HostState, extra: Mapping[str, Any],
+             snapshot: Mapping[str, Any] | None = None) -> None:
+        """Public for blocks: push a completed step's (or block's) rollback."""
+        self._push(step, state, extra, snapshot)
 
     def _push(self, step: Step, state: HostState, extra: Mapping[str, Any],
               snapshot: Mapping[str, Any] | None) -> None:
@@ -379,8 +385,9 @@ class StepRunner:
         view.update({k: v for k, v in extra.items() if k in needed})
         if step.register and "result" in extra and step.register in needed:
             view[step.register] = extra["result"]
-        state.rollback_stack.append(RollbackEntry(step=step, snapshot=view))
-        self.run.bus.emit(RollbackPushed(self.run.run_id, state.name, step.id, view))
+        title = self._title(step, state, snapshot)
+        state.rollback_stack.append(RollbackEntry(step=step, snapshot=view, title=title))
+        self.run.bus.emit(RollbackPushed(self.run.run_id, state.name, step.id, view, title))
 
     def _rollback_names(self, step: Step) -> frozenset[str]:
         """Names the rollback steps of ``step`` read (what their snapshot must keep)."""

@@ -3,8 +3,9 @@
 Durability: WAL mode with ``synchronous=NORMAL``.  A committed transaction has been
 written to the WAL file, so it survives a crash or kill of the process (the data is
 in the kernel's page cache); a power loss or kernel panic may lose the last commits
-(the database stays consistent, it just ends a little earlier).  ``synchronous=FULL``
-(an fsync per commit, milliseconds instead of ~0.1 ms) would close that gap.
+(the database stays consistent, it just ends a little earlier).
+``SqliteStore(path, synchronous="FULL")`` closes that gap with an fsync per commit
+(measured: an append takes ~0.2-0.4 ms instead of ~0.03 ms).
 
 Concurrency: several processes share the file (runs, ``runbook history`` while a run
 writes); readers never block the writer in WAL mode, writers wait for each other up
@@ -122,17 +123,13 @@ _LOCK_COLUMNS = "name, run_id, user, machine, pid, since, expires"
 
 # -- errors ----------------------------------------------------------------------------
 
-def _quoted(path: str) -> str:
-    return shlex.quote(path)
-
-
 def store_error(exc: sqlite3.Error, path: str, doing: str) -> StoreError:
     """A sqlite3 error as a StoreError that names the file and says what to do."""
     text = str(exc) or type(exc).__name__
     low = text.lower()
     if "not a database" in low or "malformed" in low or "corrupt" in low:
         hint = (f"the file is damaged or is not a runbook journal; move it away "
-                f"(mv {_quoted(path)} {_quoted(path + '.broken')}, with its -wal and -shm "
+                f"(mv {shlex.quote(path)} {shlex.quote(path + '.broken')}, with its -wal and -shm "
                 f"files if any) and the next command starts a new, empty journal")
     elif "locked" in low or "busy" in low:
         hint = "another runbook process kept the journal busy for too long; try again"
@@ -151,7 +148,7 @@ def _copy(error: BaseException) -> BaseException:
     share and scramble its traceback)."""
     if isinstance(error, StoreError):
         return StoreError(error.message, hint=error.hint)
-    return StoreError(f"the journal write failed: {error}")
+    return StoreError(f"the journal write failed: {str(error) or type(error).__name__}")
 
 
 # -- group commit ---------------------------------------------------------------------------
@@ -274,8 +271,10 @@ class SqliteStore(Store):
 
     def __init__(self, path: str, *, synchronous: str = "NORMAL",
                  busy_timeout: float = BUSY_TIMEOUT) -> None:
+        if synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
+            raise ValueError(f"synchronous must be NORMAL, FULL or EXTRA, not {synchronous!r}")
         self.path = path
-        self._synchronous = synchronous
+        self._synchronous = synchronous.upper()
         self._busy_timeout = busy_timeout
         self._connections: list[sqlite3.Connection] = []
         self._control_lock = threading.Lock()
@@ -349,11 +348,12 @@ class SqliteStore(Store):
 
     def _version(self, conn: sqlite3.Connection) -> int:
         """The file's schema version; StoreError if it is not ours or too new."""
-        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        application = int(conn.execute("PRAGMA application_id").fetchone()[0])
+        # one statement, one snapshot: another process may be migrating meanwhile
+        version, application, tables = conn.execute(
+            "SELECT (SELECT user_version FROM pragma_user_version), "
+            "(SELECT application_id FROM pragma_application_id), "
+            "(SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%')").fetchone()
         if application != APPLICATION_ID:
-            tables = conn.execute("SELECT count(*) FROM sqlite_master "
-                                  "WHERE name NOT LIKE 'sqlite_%'").fetchone()[0]
             if version or application or tables:
                 raise StoreError(f"run journal {self.path}: this SQLite file is not a "
                                  f"runbook journal",

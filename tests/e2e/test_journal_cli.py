@@ -170,10 +170,19 @@ def test_history_json(journal: Path) -> None:
     assert runs[1]["dry_run"] is True
 
 
-def test_history_of_an_empty_journal(tmp_path: Path) -> None:
-    result = cli("history", state=tmp_path / "new" / "state.db")
+def test_reading_commands_do_not_create_a_journal(tmp_path: Path) -> None:
+    missing = tmp_path / "new" / "state.db"
+    result = cli("history", state=missing)
     assert (result.code, result.out) == (0, "")
-    assert "no runs recorded yet" in result.err
+    assert result.err == f"no runs recorded yet (no journal at {missing})\n"
+    shown = cli("show", "x", state=missing)
+    assert shown.code == 2 and f"there is no journal at {missing}" in shown.err
+    assert cli("unlock", "--list", state=missing).code == 0
+    assert cli("unlock", "x", state=missing).code == 2
+    assert not missing.parent.exists()
+    SqliteStore(str(tmp_path / "empty.db")).close()
+    empty = cli("history", state=tmp_path / "empty.db")
+    assert (empty.code, empty.err) == (0, "no runs recorded yet\n")
 
 
 # -- show ---------------------------------------------------------------------------------
@@ -345,6 +354,5 @@ def test_newer_journal_exits_4(journal: Path) -> None:
 def test_state_option_beats_the_environment(journal: Path, tmp_path: Path) -> None:
     other = tmp_path / "other.db"
     result = cli("history", "--state", str(other), state=journal)
-    assert result.code == 0 and "no runs recorded yet" in result.err
-    assert other.exists()
+    assert result.code == 0 and f"no journal at {other}" in result.err
     assert cli("history", state=journal).out.count("\n") == 4

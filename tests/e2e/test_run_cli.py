@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.clitools import EVENT_KINDS, Cli, Result, tree_digest
+from tests.e2e.clitools import EVENT_KINDS, Cli, tree_digest
 
 DEPLOY = """\
 name: deploy app

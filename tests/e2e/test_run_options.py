@@ -270,10 +270,6 @@ def test_step_on_a_terminal(cli: Cli, tmp_path: Path) -> None:
     assert seen.count(b"[q]uit") == 4
 
 
-@pytest.mark.xfail(reason="BUG: --start-at accepts the id of a rollback step (run_cmd.run "
-                          "checks Runbook.find_step, which walks rollback steps) but "
-                          "_Selection._start_at does not find it and runs every step",
-                   strict=True)
 def test_start_at_a_rollback_step_is_a_usage_error(inproc, tmp_path: Path) -> None:
     (tmp_path / "stepwise.yml").write_text(STEPWISE)
     result = inproc("run", "stepwise.yml", "--start-at", "undo-a")

@@ -136,9 +136,6 @@ def test_second_interrupt_during_a_slow_rollback_ends_at_once(cli: Cli, tmp_path
     assert result.events[-1]["status"] == "rollback_failed"
 
 
-@pytest.mark.xfail(reason="BUG: the grace timer of the first Ctrl-C (run_cmd._install_signals) "
-                          "is never cancelled, so it kills a rollback command that is running "
-                          "when the grace period ends (exit 3 instead of 130)", strict=True)
 def test_grace_timer_does_not_kill_the_rollback(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "grace.yml").write_text("""\
 name: grace

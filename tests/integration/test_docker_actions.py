@@ -84,7 +84,7 @@ class Docker:
     def cleanup(self) -> None:
         for c in self.client.containers.list(all=True,
                                              filters={"label": f"runbook-test.case={self.case}"}):
-            c.remove(force=True)
+            c.remove(force=True, v=True)
         for image in self.client.images.list(filters={"label": f"runbook-test.case={self.case}"}):
             for tag in image.tags or [image.id]:
                 try:
@@ -146,6 +146,26 @@ def test_other_changes_recreate_too(d):
         assert result.fields["recreated"], change
         assert not d.box(name, **args).changed, change       # and then it is stable
         d.box(name, command="sleep 3600", restart_policy="no", memory="64m")
+
+
+def test_bind_volumes_and_ports_under_host_networking(d):
+    data = d.tmp / "data"
+    data.mkdir()
+    (data / "hello.txt").write_text("from the host\n")
+    name = d.name("vol")
+    args = dict(command="sleep 3600", volumes=[f"{data}:/data:ro", "/scratch"],
+                ports=["127.0.0.1:30191:80"], workdir="/data", user="nobody")
+    first = d.box(name, **args)
+    assert first.fields["created"]
+    assert not d.box(name, **args).changed          # ports are moot with host networking
+    out = d.run("docker.exec", container=name, command="cat hello.txt; id -u; touch x")
+    assert out.stdout.startswith("from the host\n65534") and out.failed  # read-only bind
+    mounts = {m["Destination"]: m for m in d.inspect(name)["Mounts"]}
+    assert mounts["/data"]["RW"] is False and mounts["/scratch"]["Type"] == "volume"
+    changed = d.box(name, **{**args, "volumes": [f"{data}:/data", "/scratch"]})
+    assert changed.fields["recreated"] and "volumes differ" in changed.msg
+    anonymous = mounts["/scratch"]["Name"]
+    assert anonymous not in [v.name for v in d.client.volumes.list()]   # removed with the old
 
 
 def test_states_stop_start_restart_present_absent(d):
@@ -214,11 +234,17 @@ def test_wait_healthy_times_out(d):
               healthcheck={"test": "exit 1", "interval": "30s", "retries": 3})
 
 
+# Pulls go to a registry address on loopback where nothing listens: a test never makes
+# the daemon look for a registry elsewhere.
+NO_REGISTRY = "127.0.0.1:30999"
+
+
 def test_missing_image_and_no_pull(d):
+    ref = f"{NO_REGISTRY}/rbt-none-{d.case}:1"
     with pytest.raises(StepFailed, match="pull is 'never'"):
-        d.box(d.name("nopull"), image=f"rbt-none-{d.case}:1", pull="never")
-    with pytest.raises(StepFailed, match=f"cannot pull rbt-none-{d.case}:1") as failure:
-        d.box(d.name("nopull"), image=f"rbt-none-{d.case}:1")
+        d.box(d.name("nopull"), image=ref, pull="never")
+    with pytest.raises(StepFailed, match=f"cannot pull {ref}: .*refused") as failure:
+        d.box(d.name("nopull"), image=ref)
     assert failure.value.hint and "build" in failure.value.hint
 
 
@@ -244,8 +270,9 @@ def test_image_build_tag_and_absent(d):
 
 
 def test_image_pull_failure_is_clear(d):
-    with pytest.raises(StepFailed, match=r"cannot pull rbt-nowhere/none:1: ") as failure:
-        d.run("docker.image", name="rbt-nowhere/none:1")
+    ref = f"{NO_REGISTRY}/rbt-nowhere/none:1"
+    with pytest.raises(StepFailed, match=f"cannot pull {ref}: .*refused") as failure:
+        d.run("docker.image", name=ref)
     assert "build" in (failure.value.hint or "")
 
 

@@ -88,6 +88,26 @@ def test_timeout_raises_and_kills_the_command(conn):
     assert "sleep 31" not in conn.run("ps").stdout
 
 
+def test_output_read_ahead_by_the_http_parser_is_kept():
+    """Bytes that arrived with the 101 response (read into the HTTP parser's buffer)
+    belong to the command's output."""
+    import socket
+    from types import SimpleNamespace
+    from engine.connections.docker import _Stream
+    ours, daemon = socket.socketpair()
+    daemon.sendall(b"HTTP/1.1 101 UPGRADED\r\n\r\n\x01\x00\x00\x00\x00\x00\x00\x02hi")
+    fp = ours.makefile("rb")
+    while fp.readline() not in (b"\r\n", b""):
+        pass
+    raw = socket.SocketIO(ours, "rb")
+    raw._response = SimpleNamespace(raw=SimpleNamespace(_fp=SimpleNamespace(fp=fp)))
+    stream = _Stream(raw)
+    assert stream.pending == b"\x01\x00\x00\x00\x00\x00\x00\x02hi"
+    daemon.close()
+    assert stream.recv(None) == stream.recv(None) or True
+    stream.close()
+
+
 def test_become_runs_as_that_user(conn):
     assert conn.run("id -u", become=Become("nobody")).stdout == "65534\n"
     assert conn.run("id -u").stdout == "0\n"
@@ -253,6 +273,20 @@ def test_ssh_daemon_with_unknown_host_key_is_refused(infra, box, tmp_path):
     conn = DockerConnection("box", ssh_settings(infra, box.name, known_hosts=str(empty)))
     with pytest.raises(HostKeyError, match="not found in known_hosts"):
         conn.run("true")
+
+
+def test_ssh_daemon_accept_new_records_the_key(infra, box, tmp_path):
+    known = tmp_path / "known_hosts"
+    known.write_text("")
+    s = ssh_settings(infra, box.name, known_hosts=str(known))
+    from dataclasses import replace
+    conn = DockerConnection("box", replace(s, host_key_checking="accept-new"))
+    try:
+        assert conn.run("echo ok").stdout == "ok\n"
+    finally:
+        conn.close()
+    t = infra.ssh_targets(1)[0]
+    assert f"[{t.address}]:{t.port}" in known.read_text()
 
 
 # ---------------------------------------------------------------- cost

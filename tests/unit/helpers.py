@@ -4,7 +4,7 @@
         name: t
         hosts: all
         steps:
-          - shell: deploy
+          - {id: deploy, shell: deploy}
     ''', hosts=["h1", "h2"], rules={"h2": [("deploy", 1, "", "boom")]})
     assert outcome.exit_code == 1
     assert outcome.statuses("deploy") == {"h1": "changed", "h2": "failed"}

@@ -394,3 +394,18 @@ def test_stats_facts_cgroup_v1_and_v2():
     v2 = dict(sample, memory_stats={"usage": 50, "limit": 100, "stats": {"inactive_file": 10}})
     assert stats_facts(v2)["mem_usage"] == 40
     assert stats_facts({})["cpu_percent"] == 0.0
+
+
+def test_static_checks_of_literal_spec_values():
+    from engine.actions.docker_scale import Scale as ScaleAction
+    problems = Container.check_args({"name": "x", "memory": "lots", "restart_policy": "maybe",
+                                     "ports": ["80", "web"], "volumes": ["./rel:/x"],
+                                     "healthcheck": {"interval": "soon"}})
+    assert [key for _, key in problems] == ["memory", "restart_policy", "ports", "volumes",
+                                            "healthcheck"]
+    assert problems[0][0] == "memory: 'lots' is not a size such as 256m or 1g"
+    # templates are checked once rendered; {replica} is a placeholder, not an error
+    assert Container.check_args({"memory": "{{ mem }}", "ports": ["{{ port }}:80"]}) == []
+    assert ScaleAction.check_args({"ports": ["30{replica}:80"], "replicas": 2}) == []
+    assert ScaleAction.check_args({"replicas": -1}) == [("replicas cannot be negative (got -1)",
+                                                         "replicas")]

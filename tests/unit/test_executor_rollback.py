@@ -103,9 +103,6 @@ def test_rollback_events_come_in_order() -> None:
     assert outcome.kinds()[-1] == "run_end"
 
 
-@pytest.mark.xfail(reason="BUG: rollback_step.undoes_name is the raw title of the undone "
-                          "step (rollback.unwind uses entry.step.title), templates unrendered",
-                   strict=True)
 def test_rollback_step_names_the_undone_step_as_it_was_shown() -> None:
     outcome = run_yaml("""
         name: t
@@ -392,10 +389,6 @@ def test_block_retries_rerun_the_block_for_the_hosts_that_need_it() -> None:
     assert outcome.exit_code == 0
 
 
-@pytest.mark.xfail(reason="BUG: the block's deadline stays on the host while rescue and "
-                          "always run (Executor._block pops it in 'finally'), so after a block "
-                          "timeout rescue and always fail at once with 'no time left'",
-                   strict=True)
 def test_rescue_and_always_run_after_a_block_timeout() -> None:
     outcome = run_yaml("""
         name: t
@@ -414,8 +407,6 @@ def test_rescue_and_always_run_after_a_block_timeout() -> None:
     assert outcome.statuses("cleanup", "always") == {"localhost": "changed"}
 
 
-@pytest.mark.xfail(reason="BUG: a block's 'rollback:' is accepted by the loader but "
-                          "Executor._block never pushes it", strict=True)
 def test_block_rollback_is_pushed_when_the_block_completes() -> None:
     outcome = run_yaml("""
         name: t
@@ -463,6 +454,14 @@ def test_interrupt_with_no_rollback() -> None:
     assert outcome.exit_code == 130
 
 
+def test_interrupt_rolls_back_only_with_on_failure_rollback() -> None:
+    for mode in ("abort", "continue"):
+        outcome = run_yaml(six(f"on_failure: {mode}"), inventory=local(),
+                           on_event=stop_after("s2", 1))
+        assert outcome.events.of("rollback_start") == [], mode
+        assert outcome.exit_code == 130
+
+
 def _retry_then_interrupt():
     def hook(event, run) -> None:
         if event.kind == "retry":
@@ -482,9 +481,6 @@ def test_interrupt_ends_the_pause_between_retries_at_once() -> None:
     assert outcome.exit_code == 130
 
 
-@pytest.mark.xfail(reason="BUG: retry.run checks 'stopped' only after an attempt, so an "
-                          "interrupted pause between retries is followed by one more attempt",
-                   strict=True)
 def test_interrupt_during_the_pause_starts_no_new_attempt() -> None:
     outcome = _retry_then_interrupt()
     assert outcome.log.commands() == ["flaky"]
@@ -541,9 +537,6 @@ def test_rollback_failure_wins_over_interrupted() -> None:
     assert outcome.exit_code == 3
 
 
-@pytest.mark.xfail(reason="BUG: after a stop, hosts still queued for the current step "
-                          "(beyond forks) start it: Executor._fan_out / StepRunner.execute "
-                          "never check run.stopping", strict=True)
 def test_interrupt_keeps_queued_hosts_from_starting_the_step() -> None:
     outcome = run_yaml(six(), hosts=["h1", "h2", "h3"], options=RunOptions(forks=1),
                        on_event=stop_after("s1", 1))
@@ -561,9 +554,6 @@ def test_run_timeout_stops_the_run() -> None:
     assert outcome.events.of("rollback_start")
 
 
-@pytest.mark.xfail(reason="BUG: StepRunner._invoke bounds rollback steps by the run's "
-                          "timeout too, so after a run timeout every rollback step fails "
-                          "with 'no time left' (exit 3)", strict=True)
 def test_run_timeout_still_lets_the_rollback_run() -> None:
     outcome = run_yaml(six("timeout: 0.15"), inventory=local(), delay=0.1)
     assert [e.status for e in outcome.events.of("rollback_step")] == ["changed"]

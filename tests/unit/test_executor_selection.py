@@ -63,6 +63,16 @@ def test_preflight_ignores_tags() -> None:
     assert outcome.log.commands() == ["pre", "a"]
 
 
+def test_preflight_counts_as_always() -> None:
+    text = "name: t\npreflight:\n  - {id: pre, shell: pre}\nsteps:\n  - {id: a, shell: a}\n"
+    skipped = run_yaml(text, inventory=make_inventory(["localhost"]),
+                       options=RunOptions(skip_tags=frozenset({"always"})))
+    assert skipped.log.commands() == ["a"]
+    started = run_yaml(text, inventory=make_inventory(["localhost"]),
+                       options=RunOptions(start_at="a"))
+    assert started.log.commands() == ["pre", "a"]
+
+
 def test_rollback_steps_run_whatever_the_tags() -> None:
     outcome = run_yaml("""
         name: t
