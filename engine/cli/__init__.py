@@ -21,8 +21,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "schema": ("check_cmd", "schema", "Print the JSON Schema of the runbook format."),
     "history": ("journal_cmd", "history", "List past runs from the journal."),
     "show": ("journal_cmd", "show", "Show the timeline of one run."),
-    "resume": ("journal_cmd", "resume", "Continue a failed or interrupted run."),
-    "rollback": ("journal_cmd", "rollback", "Undo a run by running its recorded rollback steps."),
+    "resume": ("resume_cmd", "resume", "Continue a failed or interrupted run."),
+    "rollback": ("resume_cmd", "rollback", "Undo a run by running its recorded rollback steps."),
     "unlock": ("journal_cmd", "unlock", "Release a run lock by hand."),
 }
 

@@ -4,23 +4,22 @@ from the command line."""
 from __future__ import annotations
 
 import difflib
-import importlib
 import json
 import os
 import socket
 import sys
 import time
 from dataclasses import asdict
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import click
 
-from ..errors import EXIT_OK, EXIT_USAGE, UsageError, UserError
-from ..store import describe_holder, local_time, state_path as resolve_state_path
-from .common import extra_vars_option, output_option, state_option
+from ..errors import EXIT_OK, UsageError, UserError
+from ..store import describe_holder, local_time, process_alive, state_path as resolve_state_path
+from .common import output_option, state_option
 from .errors_out import use_color
 
-__all__ = ["history", "show", "unlock", "resume", "rollback", "state_option"]
+__all__ = ["history", "show", "unlock", "find_run", "state_option"]
 
 RUN_STATUSES = ("running", "ok", "failed", "rolled_back", "rollback_failed", "interrupted")
 _RUN_STYLE = {"ok": ("ok", "green"), "failed": ("failed", "red"),
@@ -71,13 +70,7 @@ def _process_gone(run: Any) -> bool:
     """A 'running' run whose process no longer exists on this machine (killed, crashed)."""
     if run.status != "running" or run.machine != socket.gethostname():
         return False
-    try:
-        os.kill(run.pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False
-    return False
+    return not process_alive(run.machine, run.pid)
 
 
 def _run_status(run: Any, out: _Out) -> tuple[str, str]:
@@ -458,79 +451,3 @@ def _print_released(out: _Out, released: Iterable[Any], now: float) -> None:
             click.echo(out.style("  warning:", fg="yellow", bold=True) +
                        f" its lease was still live: if run {lock.holder.run_id} is still "
                        f"working, it goes on without the lock", err=True)
-
-
-# -- resume and rollback ----------------------------------------------------------------------
-
-def _journal_action(name: str) -> Callable[..., int] | None:
-    """``resume_run`` / ``rollback_run`` from where the executor side defines them."""
-    for module in ("engine.cli.resume_cmd", "engine.executor.journal"):
-        try:
-            found = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        action = getattr(found, name, None)
-        if action is not None:
-            return action  # type: ignore[no-any-return]
-    return None
-
-
-def _not_implemented(command: str) -> int:
-    click.echo(f"runbook {command}: not implemented yet", err=True)
-    return EXIT_USAGE
-
-
-_yes_option = click.option("--yes", "-y", "assume_yes", is_flag=True,
-                           help="Answer yes to every confirm step.")
-_dry_run_option = click.option("--dry-run", "--check", "dry_run", is_flag=True,
-                               help="Change nothing: say what would be done.")
-_force_option = click.option("--force", is_flag=True,
-                             help="Go on even if the runbook file changed since the run.")
-_verbose_option = click.option("-v", "--verbose", count=True, help="Show command output.")
-
-
-@click.command()
-@click.argument("run_id", metavar="RUN_ID")
-@_force_option
-@extra_vars_option
-@output_option
-@state_option
-@_yes_option
-@_dry_run_option
-@_verbose_option
-def resume(run_id: str, force: bool, extra_vars: tuple[str, ...], output: str,
-           state_path: str | None, assume_yes: bool, dry_run: bool, verbose: int) -> int:
-    """Continue a failed or interrupted run: each host goes on from the step where it
-    stopped, with the variables earlier steps set.  Secret params that were not stored
-    must be given again with -e."""
-    resume_run = _journal_action("resume_run")
-    if resume_run is None:
-        return _not_implemented("resume")
-    return resume_run(run_id, state_path=state_path, force=force, extra_vars=extra_vars,
-                      output=output, verbose=verbose, assume_yes=assume_yes, dry_run=dry_run)
-
-
-@click.command()
-@click.argument("run_id", metavar="RUN_ID")
-@click.option("--host", "hosts", multiple=True, metavar="HOST",
-              help="Only this host (repeatable).")
-@_force_option
-@extra_vars_option
-@output_option
-@state_option
-@_yes_option
-@_dry_run_option
-@_verbose_option
-def rollback(run_id: str, hosts: tuple[str, ...], force: bool, extra_vars: tuple[str, ...],
-             output: str, state_path: str | None, assume_yes: bool, dry_run: bool,
-             verbose: int) -> int:
-    """Undo a run: run the rollback steps its completed steps recorded, newest first,
-    on each host (or only --host)."""
-    rollback_run = _journal_action("rollback_run")
-    if rollback_run is None:
-        return _not_implemented("rollback")
-    return rollback_run(run_id, state_path=state_path, hosts=hosts, force=force,
-                        extra_vars=extra_vars, output=output, verbose=verbose,
-                        assume_yes=assume_yes, dry_run=dry_run)

@@ -276,6 +276,8 @@ def print_recap(event: RunEnd, stream: TextIO, *, color: bool, runbook: str,
                "rolled_back": ("FAILED, ROLLED BACK", "yellow"),
                "rollback_failed": ("ROLLBACK FAILED: NEEDS A HUMAN", "red"),
                "interrupted": ("INTERRUPTED", "red")}.get(event.status, (event.status, "white"))
+    if event.status == "rolled_back" and event.exit_code == 0:
+        verdict = ("ROLLED BACK", "yellow")
     mode = " (dry run)" if dry_run else ""
     print("", file=stream)
     print(style("RECAP", bold=True) + f"  {runbook}{mode}  " +
@@ -286,6 +288,8 @@ def print_recap(event: RunEnd, stream: TextIO, *, color: bool, runbook: str,
         columns += ["simulated", "unsimulated"]
     if any(h.get("ignored") for h in event.hosts.values()):
         columns.append("ignored")
+    if any(h.get("restored") for h in event.hosts.values()):
+        columns.append("restored")
     if any(h.get("rollback_failed") for h in event.hosts.values()):
         columns.append("rollback_failed")
     width = max([4] + [len(h) for h in event.hosts]) + 2

@@ -3,38 +3,26 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import socket
 from typing import Any
 
+import click
+
 from ..errors import UsageError, UserError
 from ..redact import MASK
+from .common import extra_vars_option, output_option, state_option
 
-__all__ = ["resume_run", "rollback_run"]
+__all__ = ["resume_run", "rollback_run", "resume", "rollback"]
 
 
-def _load_record(store: Any, run_id: str) -> Any:
-    record = store.get_run(run_id)
-    if record is None:
-        raise UserError(f"no run with id '{run_id}' in the journal",
-                        hint="'runbook history' lists the runs")
-    return record
+def _load_record(store: Any, run_id: str, state_path: str | None) -> Any:
+    from .journal_cmd import find_run
+    return find_run(store, run_id, state_path)
 
 
 def _alive(record: Any) -> bool:
-    if record.machine != socket.gethostname():
-        return False
-    try:
-        os.kill(record.pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{record.pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
+    from ..store import process_alive
+    return record.machine == socket.gethostname() and process_alive(record.machine, record.pid)
 
 
 def _check_file(record: Any, force: bool) -> None:
@@ -93,7 +81,7 @@ def resume_run(run_id: str, *, state_path: str | None, force: bool,
     from .run_cmd import execute
 
     store = open_store(state_path)
-    record = _load_record(store, run_id)
+    record = _load_record(store, run_id, state_path)
     if record.dry_run:
         raise UsageError(f"run {record.run_id} was a dry run: there is nothing to resume")
     if record.status == "running" and _alive(record):
@@ -126,7 +114,7 @@ def rollback_run(run_id: str, *, state_path: str | None, hosts: tuple[str, ...],
     from .run_cmd import execute
 
     store = open_store(state_path)
-    record = _load_record(store, run_id)
+    record = _load_record(store, run_id, state_path)
     if record.status == "running" and _alive(record):
         raise UsageError(f"run {record.run_id} is still running (pid {record.pid})")
     _check_file(record, force)
@@ -146,3 +134,51 @@ def rollback_run(run_id: str, *, state_path: str | None, hosts: tuple[str, ...],
     return execute(prepared, options, output=output, verbose=verbose, state_path=state_path,
                    kind="rollback", resumed_from=record.run_id, progress=progress,
                    only_rollback=True)
+
+
+_yes_option = click.option("--yes", "-y", "assume_yes", is_flag=True,
+                           help="Answer yes to every confirm step.")
+_dry_run_option = click.option("--dry-run", "--check", "dry_run", is_flag=True,
+                               help="Change nothing: say what would be done.")
+_force_option = click.option("--force", is_flag=True,
+                             help="Go on even if the runbook file changed since the run.")
+_verbose_option = click.option("-v", "--verbose", count=True, help="Show command output.")
+
+
+@click.command()
+@click.argument("run_id", metavar="RUN_ID")
+@_force_option
+@extra_vars_option
+@output_option
+@state_option
+@_yes_option
+@_dry_run_option
+@_verbose_option
+def resume(run_id: str, force: bool, extra_vars: tuple[str, ...], output: str,
+           state_path: str | None, assume_yes: bool, dry_run: bool, verbose: int) -> int:
+    """Continue a failed or interrupted run: each host goes on from the step where it
+    stopped, with the variables earlier steps set.  Secret params that were not stored
+    must be given again with -e."""
+    return resume_run(run_id, state_path=state_path, force=force, extra_vars=extra_vars,
+                      output=output, verbose=verbose, assume_yes=assume_yes, dry_run=dry_run)
+
+
+@click.command()
+@click.argument("run_id", metavar="RUN_ID")
+@click.option("--host", "hosts", multiple=True, metavar="HOST",
+              help="Only this host (repeatable).")
+@_force_option
+@extra_vars_option
+@output_option
+@state_option
+@_yes_option
+@_dry_run_option
+@_verbose_option
+def rollback(run_id: str, hosts: tuple[str, ...], force: bool, extra_vars: tuple[str, ...],
+             output: str, state_path: str | None, assume_yes: bool, dry_run: bool,
+             verbose: int) -> int:
+    """Undo a run: run the rollback steps its completed steps recorded, newest first,
+    on each host (or only --host)."""
+    return rollback_run(run_id, state_path=state_path, hosts=hosts, force=force,
+                        extra_vars=extra_vars, output=output, verbose=verbose,
+                        assume_yes=assume_yes, dry_run=dry_run)

@@ -253,7 +253,9 @@ def _journal_params(prepared: Prepared) -> dict[str, Any]:
     secret = prepared.params.secret_names
     for name, value in prepared.params.values.items():
         if name in secret:
-            raw = prepared.given.get(name)
+            if name not in prepared.given:
+                continue   # its default: a resume gets the default again
+            raw = prepared.given[name]
             ref = isinstance(raw, str) and str(raw).startswith(("env:", "file:"))
             out[name] = str(raw) if ref else (MASK if value is not None else None)
         else:

@@ -6,38 +6,35 @@ end.  Commands are exec'd as given (no login shell, no pty); their output is rea
 without threads or busy-waiting.  A timeout or cancel() closes the command's channel
 and kills its remote process group (sshd "signal" request; root logins, which sshd
 will not signal, report their pid first on stderr and get a ``kill`` instead).
-Files go through one lazily opened SFTP session.
+Files go through one lazily opened SFTP session (``ssh_files``).
 Host keys are checked against a known_hosts file (``strict``, ``accept-new`` or
-``off``).  paramiko and socket errors become TargetError subclasses here, naming the
+``off``; ``known_hosts``).  paramiko and socket errors become TargetError subclasses here, naming the
 host and address:port.
 """
 
 from __future__ import annotations
 
-import base64
-import fcntl
 import getpass
-import hashlib
-import hmac
 import logging
 import os
-import posixpath
 import re
-import secrets
 import shlex
 import socket
-import stat as statmod
 import threading
 import time
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import paramiko
 from paramiko.common import OPEN_FAILED_CONNECT_FAILED, cMSG_CHANNEL_REQUEST
 
 from ..errors import (ActionTimeout, AuthFailed, ConnectTimeout, HostKeyError, Interrupted,
                       StepFailed, TargetError, Unreachable)
-from .base import Become, CommandResult, Connection, FileStat, quote_command, sha256_bytes
+from .base import Become, CommandResult, Connection, quote_command
+from .known_hosts import (KnownHost, add_known_host, check_host_key, fingerprint,
+                          host_key_decision, parse_known_hosts, preferred_key_types,
+                          read_known_hosts, rejection)
+from .ssh_files import SshFiles
 
 if TYPE_CHECKING:
     from ..inventory import ConnectionSettings
@@ -51,7 +48,6 @@ log = logging.getLogger("runbook.ssh")
 KEEPALIVE_SECONDS = 15
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 DEFAULT_IDENTITIES = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")
-SFTP_CHECKSUM_LIMIT = 1 << 20     # hash files up to this size locally, larger ones remotely
 _READ_CHUNK = 1 << 22
 _PID_TAG = b"runbook-pid:"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -112,96 +108,6 @@ def remote_command_line(command: str | Sequence[str], env: Mapping[str, str] | N
     return "; ".join(parts)
 
 
-def fingerprint(key_blob: bytes) -> str:
-    """OpenSSH's SHA256 fingerprint of a public key blob."""
-    digest = base64.b64encode(hashlib.sha256(key_blob).digest()).decode().rstrip("=")
-    return f"SHA256:{digest}"
-
-
-@dataclass(frozen=True)
-class KnownHost:
-    """One key line of a known_hosts file."""
-
-    line: int
-    patterns: tuple[str, ...]
-    key_type: str
-    key_b64: str
-    marker: str | None = None        # "@revoked" or "@cert-authority"
-
-    def matches(self, name: str) -> bool:
-        found = False
-        for pattern in self.patterns:
-            negated = pattern.startswith("!")
-            if _pattern_matches(pattern[1:] if negated else pattern, name):
-                if negated:
-                    return False
-                found = True
-        return found
-
-    @property
-    def fingerprint(self) -> str:
-        try:
-            return fingerprint(base64.b64decode(self.key_b64))
-        except ValueError:
-            return "(unreadable key)"
-
-
-def _pattern_matches(pattern: str, name: str) -> bool:
-    if pattern.startswith("|1|"):
-        try:
-            salt_b64, hash_b64 = pattern[3:].split("|", 1)
-            expected = base64.b64decode(hash_b64)
-            actual = hmac.new(base64.b64decode(salt_b64), name.encode(), hashlib.sha1).digest()
-        except ValueError:
-            return False
-        return hmac.compare_digest(expected, actual)
-    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.fullmatch(regex, name, re.IGNORECASE) is not None
-
-
-def parse_known_hosts(text: str) -> list[KnownHost]:
-    """Every usable key line (comments, blanks and unreadable lines are skipped)."""
-    entries = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        fields = raw.split()
-        if not fields or fields[0].startswith("#"):
-            continue
-        marker = fields.pop(0) if fields[0].startswith("@") else None
-        if len(fields) < 3:
-            continue
-        entries.append(KnownHost(number, tuple(fields[0].split(",")), fields[1], fields[2],
-                                 marker))
-    return entries
-
-
-def check_host_key(entries: Sequence[KnownHost], name: str, key_type: str,
-                   key_b64: str) -> tuple[str, list[KnownHost]]:
-    """``("known"|"unknown"|"changed"|"revoked", the known_hosts lines concerned)``.
-
-    A host known only by keys of other types counts as changed: we ask the server for
-    the known type first, so being offered another one is suspicious."""
-    matching = [e for e in entries if e.marker != "@cert-authority" and e.matches(name)]
-    revoked = [e for e in matching if e.marker == "@revoked" and e.key_b64 == key_b64]
-    if revoked:
-        return "revoked", revoked
-    plain = [e for e in matching if e.marker is None]
-    if any(e.key_type == key_type and e.key_b64 == key_b64 for e in plain):
-        return "known", []
-    same_type = [e for e in plain if e.key_type == key_type]
-    if same_type or plain:
-        return "changed", same_type or plain
-    return "unknown", []
-
-
-def host_key_decision(policy: str, verdict: str) -> str:
-    """``accept``, ``add`` (accept and write to known_hosts) or ``reject``."""
-    if policy == "off" or verdict == "known":
-        return "accept"
-    if verdict == "unknown" and policy == "accept-new":
-        return "add"
-    return "reject"
-
-
 def connect_error(exc: BaseException, where: str, host: str, *, timed_out: bool,
                   timeout: float) -> TargetError:
     """The TargetError for a failure while connecting (TCP, handshake or auth)."""
@@ -228,44 +134,11 @@ def connect_error(exc: BaseException, where: str, host: str, *, timed_out: bool,
     return Unreachable(f"{where}: SSH handshake failed: {exc}", host=host)
 
 
-# -- process-wide caches: known_hosts files and private keys are read once ---------------
+# -- process-wide state: private keys are read once; "off" is warned about once --------
 
 _files_lock = threading.Lock()
-_known_hosts_cache: dict[str, tuple[tuple[int, int], list[KnownHost]]] = {}
 _key_cache: dict[str, tuple[int, paramiko.PKey]] = {}
 _warned_off = False
-
-
-def _known_hosts(path: str) -> list[KnownHost]:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return []
-    signature = (st.st_mtime_ns, st.st_size)
-    with _files_lock:
-        cached = _known_hosts_cache.get(path)
-        if cached is not None and cached[0] == signature:
-            return cached[1]
-        with open(path, encoding="utf-8", errors="replace") as f:
-            entries = parse_known_hosts(f.read())
-        _known_hosts_cache[path] = (signature, entries)
-        return entries
-
-
-def _add_known_host(path: str, name: str, key: paramiko.PKey) -> None:
-    """Append a key to known_hosts (once, even when several connections race to do it)."""
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, mode=0o700, exist_ok=True)
-    with _files_lock, open(path, "a+", encoding="utf-8") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        f.seek(0)
-        text = f.read()
-        verdict, _ = check_host_key(parse_known_hosts(text), name, key.get_name(),
-                                    key.get_base64())
-        if verdict == "unknown":
-            f.write(("" if not text or text.endswith("\n") else "\n")
-                    + f"{name} {key.get_name()} {key.get_base64()}\n")
-        _known_hosts_cache.pop(path, None)
 
 
 def _load_key(path: str) -> paramiko.PKey:
@@ -332,7 +205,7 @@ def _signal(channel: paramiko.Channel, name: str) -> None:
 
 # -- the connection -------------------------------------------------------------------
 
-class SshConnection(Connection):
+class SshConnection(SshFiles, Connection):
     """A host reached over SSH (paramiko); safe to use from several threads at once."""
 
     kind = "ssh"
@@ -486,16 +359,11 @@ class SshConnection(Connection):
         if self.settings.host_key_checking == "off":
             return []
         try:
-            entries = _known_hosts(self.known_hosts_file)
+            entries = read_known_hosts(self.known_hosts_file)
         except OSError as exc:
             raise HostKeyError(f"{self._where(hop)}: cannot read {self.known_hosts_file}: "
                                f"{exc.strerror}", host=self.host_name) from exc
-        wanted: list[str] = []
-        for entry in entries:
-            if entry.marker is None and entry.matches(hop.known_hosts_name):
-                names = ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] \
-                    if entry.key_type == "ssh-rsa" else [entry.key_type]
-                wanted += [n for n in names if n not in wanted]
+        wanted = preferred_key_types(entries, hop.known_hosts_name)
         if wanted:
             options = transport.get_security_options()
             available = list(options.key_types)
@@ -523,31 +391,14 @@ class SshConnection(Connection):
             return
         if decision == "add":
             try:
-                _add_known_host(kh, name, key)
+                add_known_host(kh, name, key)
             except OSError as exc:
                 raise HostKeyError(f"{where}: cannot add host key {offered} to {kh}: "
                                    f"{exc.strerror}", host=self.host_name) from exc
             log.info("%s: added host key %s to %s", where, offered, kh)
             return
-        if verdict == "unknown":
-            raise HostKeyError(
-                f"{where}: unknown host key {offered}: {name} is not in {kh}"
-                f"{'' if os.path.exists(kh) else ' (no such file)'} (host_key_checking is "
-                f"strict)",
-                host=self.host_name,
-                hint=f"check the fingerprint, then add the key (ssh-keyscan -p {hop.port} "
-                     f"{hop.address} >> {kh}) or set host_key_checking: accept-new")
-        numbers = ", ".join(str(e.line) for e in lines)
-        if verdict == "revoked":
-            raise HostKeyError(f"{where}: the server offers host key {offered}, which "
-                               f"{kh} line {numbers} marks @revoked", host=self.host_name)
-        known = ", ".join(f"{e.key_type} {e.fingerprint}" for e in lines)
-        raise HostKeyError(
-            f"{where}: HOST KEY CHANGED: the server offers {offered} but {kh} line "
-            f"{numbers} has {known} for {name}; if the change is expected, remove line "
-            f"{numbers} of {kh}",
-            host=self.host_name,
-            hint=f"ssh-keygen -R '{name}' -f {kh}  (removes the old key of {name})")
+        raise rejection(verdict, lines, offered=offered, name=name, known_hosts=kh,
+                        where=where, host=self.host_name, address=hop.address, port=hop.port)
 
     def _authenticate(self, transport: paramiko.Transport, hop: Hop, where: str) -> None:
         user = hop.user or self.user
@@ -771,146 +622,3 @@ class SshConnection(Connection):
             return False                                    # no answer within timeout
         channel.close()
         return True
-
-    # -- files (SFTP) ----------------------------------------------------------------------
-    def _with_sftp(self, action: str, work: Callable[[paramiko.SFTPClient], Any]) -> Any:
-        """Run ``work`` on the connection's SFTP session; errors become engine errors."""
-        transport = self._ensure_open()
-        with self._sftp_lock:
-            try:
-                if self._sftp is None or self._sftp.get_channel().transport is not transport:
-                    self._sftp = paramiko.SFTPClient.from_transport(transport)
-                return work(self._sftp)
-            except (FileNotFoundError, PermissionError, IsADirectoryError):
-                raise
-            except OSError as exc:
-                if not transport.is_active():
-                    self._sftp = None
-                    raise self._lost(transport, exc, action) from exc
-                raise StepFailed(f"{self.host_name}: cannot {action}: "
-                                 f"{exc.strerror or exc}") from exc
-            except (paramiko.SSHException, EOFError) as exc:
-                self._sftp = None
-                if not transport.is_active():
-                    raise self._lost(transport, exc, action) from exc
-                raise StepFailed(f"{self.host_name}: cannot {action}: SFTP failed ({exc}); "
-                                 f"does sshd have 'Subsystem sftp'?") from exc
-
-    def put(self, src: str, dest: str, *, mode: int | None = None) -> None:
-        try:
-            with open(src, "rb") as f:
-                self._write(f, dest, mode)
-        except OSError as exc:
-            if exc.filename == src:
-                raise StepFailed(f"cannot read {src}: {exc.strerror}") from None
-            raise
-
-    def put_bytes(self, data: bytes, dest: str, *, mode: int | None = None) -> None:
-        import io
-        self._write(io.BytesIO(data), dest, mode)
-
-    def _write(self, source: IO[bytes], dest: str, mode: int | None) -> None:
-        """Write to a temporary name in dest's folder, set the mode, rename over dest."""
-        folder = posixpath.dirname(dest) or "."
-        tmp = posixpath.join(folder, f".runbook-{secrets.token_hex(6)}.tmp")
-
-        def work(sftp: paramiko.SFTPClient) -> None:
-            try:
-                with sftp.open(tmp, "wxb") as remote:
-                    remote.chmod(0o644 if mode is None else mode)
-                    remote.set_pipelined(True)
-                    for chunk in iter(lambda: source.read(1 << 20), b""):
-                        remote.write(chunk)
-                sftp.posix_rename(tmp, dest)
-            except BaseException:
-                try:
-                    sftp.remove(tmp)
-                except Exception:  # the temp file may not exist; the first error matters
-                    pass
-                raise
-
-        try:
-            self._with_sftp(f"write {dest}", work)
-        except FileNotFoundError:
-            raise StepFailed(f"cannot write {dest} on {self.host_name}: folder {folder} "
-                             f"does not exist") from None
-        except (PermissionError, IsADirectoryError):
-            raise StepFailed(f"cannot write {dest} on {self.host_name}: permission denied"
-                             ) from None
-
-    def get(self, src: str, dest: str) -> None:
-        part = f"{dest}.runbook-{secrets.token_hex(4)}.part"
-        try:
-            with open(part, "wb") as f:
-                self._with_sftp(f"read {src}", lambda sftp: sftp.getfo(src, f))
-            os.replace(part, dest)
-        except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-            if exc.filename == part:
-                raise StepFailed(f"cannot write {dest}: {exc.strerror}") from None
-            raise StepFailed(f"cannot copy {src} from {self.host_name}: "
-                             f"{exc.strerror or 'no such file'}") from None
-        finally:
-            if os.path.exists(part):
-                os.unlink(part)
-
-    def read_bytes(self, path: str) -> bytes | None:
-        def work(sftp: paramiko.SFTPClient) -> bytes:
-            with sftp.open(path, "rb") as f:
-                f.prefetch()
-                data: bytes = f.read()
-                return data
-
-        try:
-            content: bytes = self._with_sftp(f"read {path}", work)
-            return content
-        except FileNotFoundError:
-            return None
-        except (PermissionError, IsADirectoryError) as exc:
-            raise StepFailed(f"cannot read {path} on {self.host_name}: "
-                             f"{exc.strerror or 'permission denied'}") from None
-
-    def checksum(self, path: str) -> str | None:
-        try:
-            st = self._with_sftp(f"stat {path}", lambda sftp: sftp.stat(path))
-        except (FileNotFoundError, PermissionError):
-            return None
-        if not statmod.S_ISREG(st.st_mode or 0):
-            return None
-        if (st.st_size or 0) > SFTP_CHECKSUM_LIMIT:
-            return super().checksum(path)
-        data = self.read_bytes(path)
-        return None if data is None else sha256_bytes(data)
-
-    def stat(self, path: str) -> FileStat:
-        def work(sftp: paramiko.SFTPClient) -> tuple[Any, str | None]:
-            st = sftp.lstat(path)
-            link = sftp.readlink(path) if statmod.S_ISLNK(st.st_mode or 0) else None
-            if self._names is None:
-                self._names = (_id_names(sftp, "/etc/passwd"), _id_names(sftp, "/etc/group"))
-            return st, link
-
-        try:
-            st, link = self._with_sftp(f"stat {path}", work)
-        except (FileNotFoundError, PermissionError):
-            return FileStat(exists=False)
-        users, groups = self._names or ({}, {})
-        mode = st.st_mode or 0
-        return FileStat(exists=True, is_dir=statmod.S_ISDIR(mode), is_link=statmod.S_ISLNK(mode),
-                        mode=statmod.S_IMODE(mode), size=st.st_size,
-                        owner=users.get(st.st_uid, str(st.st_uid)),
-                        group=groups.get(st.st_gid, str(st.st_gid)), link_target=link)
-
-
-def _id_names(sftp: paramiko.SFTPClient, path: str) -> dict[int, str]:
-    """uid/gid -> name from the target's /etc/passwd or /etc/group (empty if unreadable)."""
-    try:
-        with sftp.open(path, "rb") as f:
-            text = f.read().decode("utf-8", "replace")
-    except OSError:
-        return {}
-    names: dict[int, str] = {}
-    for row in text.splitlines():
-        fields = row.split(":")
-        if len(fields) > 2 and fields[2].isdigit():
-            names.setdefault(int(fields[2]), fields[0])
-    return names

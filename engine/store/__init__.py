@@ -13,7 +13,7 @@ import time
 from ..errors import LockHeld, StoreError
 from .base import JournalEvent, LockHolder, LockRecord, RunRecord, Store
 
-__all__ = ["open_store", "default_state_path", "state_path", "lock_held", "describe_holder",
+__all__ = ["process_alive", "open_store", "default_state_path", "state_path", "lock_held", "describe_holder",
            "local_time", "Store", "RunRecord", "JournalEvent", "LockHolder", "LockRecord"]
 
 
@@ -78,3 +78,22 @@ def lock_held(lock: LockRecord, now: float | None = None) -> LockHeld:
     return LockHeld(f"lock '{lock.name}' is held by {describe_holder(lock, now)}",
                     hint=f"wait for that run to finish; if it is dead, the lock frees itself "
                          f"when the lease expires, or at once with: {command}")
+
+
+def process_alive(machine: str, pid: int) -> bool:
+    """Whether the process that wrote a run still exists (only knowable on this machine:
+    a run from another machine counts as alive)."""
+    import socket
+    if machine != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True

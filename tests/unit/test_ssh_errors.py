@@ -7,7 +7,7 @@ import socket
 import paramiko
 import pytest
 
-from engine.connections import ssh
+from engine.connections import known_hosts
 from engine.connections.base import Connection
 from engine.connections.ssh import (Hop, KnownHost, SshConnection, check_host_key,
                                     connect_error, fingerprint, host_key_decision,
@@ -93,17 +93,17 @@ def test_host_key_policy(policy, verdict, decision):
 def test_add_known_host_writes_once_and_refreshes_the_cache(tmp_path):
     path = tmp_path / "sub" / "known_hosts"
     key = paramiko.ECDSAKey.generate()
-    assert ssh._known_hosts(str(path)) == []
-    ssh._add_known_host(str(path), "[10.1.1.1]:2222", key)
-    ssh._add_known_host(str(path), "[10.1.1.1]:2222", key)
+    assert known_hosts.read_known_hosts(str(path)) == []
+    known_hosts.add_known_host(str(path), "[10.1.1.1]:2222", key)
+    known_hosts.add_known_host(str(path), "[10.1.1.1]:2222", key)
     text = path.read_text()
     assert text == f"[10.1.1.1]:2222 {key.get_name()} {key.get_base64()}\n"
-    entries = ssh._known_hosts(str(path))
+    entries = known_hosts.read_known_hosts(str(path))
     assert check_host_key(entries, "[10.1.1.1]:2222", key.get_name(),
                           key.get_base64())[0] == "known"
     other = tmp_path / "no_newline"
     other.write_text(f"web1 {ED} {KEY_A}")
-    ssh._add_known_host(str(other), "web2", key)
+    known_hosts.add_known_host(str(other), "web2", key)
     assert other.read_text().splitlines()[1].startswith("web2 ")
 
 
