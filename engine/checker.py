@@ -11,6 +11,8 @@ Without an inventory, names that could come from one are warnings, not errors.
 
 from __future__ import annotations
 
+import re
+from functools import lru_cache
 from typing import TYPE_CHECKING, Iterable
 
 from .errors import InventoryError, LoadError
@@ -32,11 +34,19 @@ BUILTIN_NAMES = frozenset({
 RESCUE_NAMES = frozenset({"failed_step"})
 
 
+_DEFINED_TEST = re.compile(r"\b([A-Za-z_]\w*)\s+is\s+(?:not\s+)?defined\b")
+_DEFAULTED = re.compile(r"\b([A-Za-z_]\w*)(?:\.\w+|\[[^\]]*\])*\s*\|\s*(?:default|d)\b")
+
+
+@lru_cache(maxsize=8192)
+def _guarded_names(text: str) -> frozenset[str]:
+    """Names tested with ``is defined`` or given a ``| default(...)``."""
+    return frozenset(_DEFINED_TEST.findall(text)) | frozenset(_DEFAULTED.findall(text))
+
+
 def _guarded(text: str, name: str) -> bool:
     """``x is defined`` / ``x | default(...)``: the author knows it may not exist yet."""
-    import re
-    return re.search(rf"\b{re.escape(name)}\s+is\s+(not\s+)?defined\b", text) is not None or \
-        re.search(rf"\b{re.escape(name)}\b[^|]*\|\s*default\b", text) is not None
+    return name in _guarded_names(text)
 
 
 def check_runbook(loaded: LoadResult, inventory: "Inventory | None" = None,
@@ -123,8 +133,11 @@ class _Checker:
 
     def _step(self, step: Step, known: set[str]) -> set[str]:
         scope = known | set(step.vars)
-        guarded = {name for name in self.loaded.registers
-                   if any(_guarded(c.expr, name) for c in step.when)}
+        guarded = set()
+        for condition in step.when:
+            for name in self.templar.names(condition.expr, condition=True):
+                if name in self.loaded.registers and _guarded(condition.expr, name):
+                    guarded.add(name)
         for site in self.loaded.sites.get(step.path, ()):
             self._check_site(site, scope | site.extra | guarded)
         after = set(known)

@@ -294,6 +294,8 @@ class Templar:
         self._template = lru_cache(maxsize=4096)(self._compile_template)
         self._condition = lru_cache(maxsize=4096)(self._compile_condition)
         self._names = lru_cache(maxsize=4096)(self._find_names)
+        self._parse_template = lru_cache(maxsize=4096)(self._parse_template_uncached)
+        self._parse_condition = lru_cache(maxsize=4096)(self._parse_condition_uncached)
 
     # -- compiling ------------------------------------------------------------------
     def _compile_template(self, text: str) -> jinja2.Template:
@@ -302,24 +304,39 @@ class Templar:
     def _compile_condition(self, expr: str) -> jinja2.Template:
         return self.env.from_string("{%- set " + _RESULT + " = (" + expr + "\n) -%}")
 
+    def _parse_template_uncached(self, text: str) -> Any:
+        return self.env.parse(text)
+
+    def _parse_condition_uncached(self, text: str) -> Any:
+        from jinja2.parser import Parser
+        parser = Parser(self.env, text, state="variable")
+        expr = parser.parse_expression()
+        if not parser.stream.eos:
+            self.env.parse("{{ " + text + " }}")   # says what the extra token is
+            raise jinja2.TemplateSyntaxError("chunk after expression",
+                                             parser.stream.current.lineno)
+        return expr
+
     def _find_names(self, text: str, condition: bool) -> frozenset[str]:
-        source = ("{%- set " + _RESULT + " = (" + text + "\n) -%}") if condition else text
-        ast = self.env.parse(source)
-        return frozenset(jinja2.meta.find_undeclared_variables(ast))
+        from jinja2 import nodes
+        if condition:
+            tree: Any = self._parse_condition(text)
+        else:
+            tree = self._parse_template(text)
+            if "{%" in text:   # assignments and loops: let Jinja's own analysis decide
+                return frozenset(jinja2.meta.find_undeclared_variables(tree))
+        # expressions only: every name read is free (a fast walk of the tree)
+        return frozenset(n.name for n in tree.find_all(nodes.Name) if n.ctx == "load")
 
     def syntax_error(self, text: str, *, condition: bool = False) -> str | None:
-        """A readable syntax error for a template or condition, or None when fine."""
+        """A readable syntax error for a template or condition, or None when fine.
+
+        Only parses (no compiling to Python), so checking a big runbook stays fast."""
         try:
             if condition:
-                try:
-                    self.env.compile_expression(text)
-                except jinja2.TemplateSyntaxError as exc:
-                    if exc.message != "chunk after expression":
-                        raise
-                    self.env.parse("{{ " + text + " }}")   # says what the extra token is
-                self._condition(text)
+                self._parse_condition(text)
             else:
-                self._template(text)
+                self._parse_template(text)
         except jinja2.TemplateSyntaxError as exc:
             return _syntax_message(exc, text, condition)
         except RecursionError:
