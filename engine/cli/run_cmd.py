@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import secrets
 import signal
 import socket
 import sys
@@ -22,7 +21,7 @@ __all__ = ["run", "prepare", "new_run_id", "Prepared"]
 
 
 def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + os.urandom(3).hex()
 
 
 def _split_tags(values: tuple[str, ...]) -> frozenset[str]:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Any, Callable, TypeVar
 
-import tenacity
-
 from ..model import RetryPolicy
 
 __all__ = ["run", "RetryWanted", "wait_seconds"]
@@ -47,15 +45,16 @@ def run(policy: RetryPolicy, attempt: Callable[[int], T], *, sleep: Callable[[fl
             return attempt(1)
         except RetryWanted as wanted:
             return wanted.value
+    import tenacity   # only steps that can retry pay for importing it
 
-    def _before_sleep(state: tenacity.RetryCallState) -> None:
+    def _before_sleep(state: Any) -> None:
         if on_retry is not None and state.outcome is not None:
             exc = state.outcome.exception()
             reason = exc.reason if isinstance(exc, RetryWanted) else str(exc)
             delay = state.next_action.sleep if state.next_action else 0.0
             on_retry(state.attempt_number, delay, reason)
 
-    def _stop(state: tenacity.RetryCallState) -> bool:
+    def _stop(state: Any) -> bool:
         return state.attempt_number >= policy.attempts or stopped()
 
     last: list[RetryWanted] = []

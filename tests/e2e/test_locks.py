@@ -182,7 +182,7 @@ def test_resume_and_rollback_take_the_locks_too(cli: Cli, folder: Path) -> None:
     (folder / "flaky.yml").write_text(
         "name: deploy\nhosts: all\nsteps:\n"
         "  - id: one\n    shell: touch one-{{ inventory_hostname }}\n"
-        "    rollback: {shell: rm one-{{ inventory_hostname }}}\n"
+        "    rollback: {shell: 'rm one-{{ inventory_hostname }}'}\n"
         "  - id: two\n    shell: test -e ok-to-go\n")
     failed = cli("run", "flaky.yml", "-i", "inventory.yml", "--no-rollback", "-o", "json")
     assert failed.code == 1
