@@ -177,6 +177,11 @@ class _Running:
         return _kill_exec(self.api, self.exec_id)
 
 
+#: after the output stream ends, how long the exec may still be reported running before
+#: the stream counts as lost (a normal exit is seen within milliseconds)
+STREAM_LOST_AFTER = 1.5
+
+
 def exec_command(api: DockerApi, container: str, command: str | Sequence[str], *,
                  stdin: bytes | None = None, timeout: float | None = None,
                  env: Mapping[str, str] | None = None, workdir: str | None = None,
@@ -236,7 +241,18 @@ def exec_command(api: DockerApi, container: str, command: str | Sequence[str], *
             tracker.discard(running)
     if running.cancelled:
         raise StepFailed(f"command cancelled: {shown}")
-    code = _exit_code(api, exec_id, deadline if not timed_out else time.monotonic() + 1)
+    if timed_out:
+        code = _exit_code(api, exec_id, time.monotonic() + 1)
+    else:
+        # the stream ended: the command has exited, unless the stream itself was lost
+        # (an ssh:// daemon whose connection died): then the exec is still running
+        code = _exit_code(api, exec_id, min(deadline or float("inf"),
+                                            time.monotonic() + STREAM_LOST_AFTER))
+        if code is None and (deadline is None or time.monotonic() < deadline):
+            _raise_if_container_gone(api, container, shown)
+            raise Unreachable(f"lost the stream of a command in container {container} "
+                              f"({api.address.url}): it ended while the command still runs",
+                              host=api.host_name)
     duration = time.perf_counter() - start
     if timeout is not None and (timed_out or (grace and duration >= timeout and
                                               code in (None, 124, 137))):

@@ -240,6 +240,29 @@ _CONNECTION_ERRORS = (requests.exceptions.ConnectionError, urllib3.exceptions.HT
                       ConnectionError, FileNotFoundError, socket.gaierror, EOFError)
 
 
+def _changed_key(exc: "paramiko.BadHostKeyException", where: str, address: DaemonAddress,
+                 host: str | None) -> Exception:
+    """The same HOST KEY CHANGED message an ssh host gets: fingerprints, file, line."""
+    from urllib.parse import urlparse
+
+    from .known_hosts import fingerprint, read_known_hosts, rejection
+    parsed = urlparse(address.url)
+    hostname, port = parsed.hostname or exc.hostname, parsed.port or 22
+    name = hostname if port == 22 else f"[{hostname}]:{port}"
+    offered = f"{exc.key.get_name()} {fingerprint(exc.key.asbytes())}"
+    lines = []
+    if address.known_hosts:
+        lines = [e for e in read_known_hosts(address.known_hosts)
+                 if e.marker is None and e.matches(name)]
+    if not lines:
+        return HostKeyError(f"{where}: HOST KEY CHANGED: the server offers {offered}, which is "
+                            f"not the key known for {name}", host=host,
+                            hint="if the host was rebuilt, update known_hosts")
+    return rejection("changed", lines, offered=offered, name=name,
+                     known_hosts=address.known_hosts or "known_hosts", where=where,
+                     host=host or hostname, address=hostname, port=port)
+
+
 def convert_error(exc: BaseException, what: str, address: DaemonAddress,
                   host: str | None = None) -> Exception:
     """The engine error for a docker/requests/paramiko exception met while doing ``what``."""
@@ -250,9 +273,7 @@ def convert_error(exc: BaseException, what: str, address: DaemonAddress,
             explanation = explanation.decode("utf-8", "replace")
         return StepFailed(f"{what}: {str(explanation).strip()}")
     if isinstance(exc, paramiko.BadHostKeyException):
-        return HostKeyError(f"{where}: the SSH host key of {exc.hostname} differs from "
-                            f"known_hosts", host=host,
-                            hint="if the host was rebuilt, update known_hosts")
+        return _changed_key(exc, where, address, host)
     if isinstance(exc, paramiko.AuthenticationException):
         return AuthFailed(f"{where}: SSH authentication failed: {exc}", host=host,
                           hint="check user and key_file")

@@ -23,12 +23,14 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import yaml
 
 from tests.e2e.clitools import Cli, Result
+from tests.infra.infra import _descendants
 
 LABEL = {"runbook-test": "1"}
 BOGUS_DOCKER_HOST = "unix:///nonexistent/runbook-test-docker.sock"
@@ -126,10 +128,7 @@ def boxes(infra, docker_client, case):
 @pytest.fixture
 def work(tmp_path, docker_client):
     """Per test: a Cli in tmp_path, a unique id, a files root; cleans containers/files."""
-    class Work:
-        pass
-
-    w = Work()
+    w = SimpleNamespace()
     w.id = uuid.uuid4().hex[:8]
     w.cli = Cli(tmp_path)
     w.tmp = tmp_path
@@ -549,11 +548,6 @@ def test_docker_over_ssh_host_key_mismatch_and_auth_failure_are_unreachable(
     assert e["status"] == "unreachable" and "authentication failed" in e["msg"].lower(), e
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: engine/connections/docker_api.py convert_error(): a paramiko BadHostKeyException "
-    "on an ssh:// daemon becomes 'docker daemon ssh://...: the SSH host key of 127.0.0.1 "
-    "differs from known_hosts' -- no fingerprints (offered/expected), no port, no "
-    "known_hosts file, unlike the ssh connection's HOST KEY CHANGED message"))
 def test_docker_over_ssh_host_key_mismatch_names_the_fingerprints(infra, ssh_targets, work):
     target, other = ssh_targets[4], ssh_targets[5]
     (work.tmp / "info.yml").write_text("name: info\nhosts: all\nsteps:\n  - docker.info:\n")
@@ -688,7 +682,6 @@ def _kill_sshd_sessions_of(client_pid: int, port: int) -> list[int]:
     sessions = [int(e.name) for e in Path("/proc").iterdir()
                 if e.name.isdigit() and int(e.name) != client_pid
                 and _socket_inodes(int(e.name)) & server]
-    from tests.infra.infra import _descendants
     victims = {p for s in sessions for p in (s, *_descendants(s))}
     for p in victims:
         try:
@@ -698,13 +691,6 @@ def _kill_sshd_sessions_of(client_pid: int, port: int) -> list[int]:
     return sessions
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: engine/connections/docker.py exec_command(): when the SSH connection to an "
-    "ssh:// daemon dies mid docker.exec, the paramiko channel's recv() returns b'' and the "
-    "loop takes it for the normal end of the stream; _exit_code() then reconnects and "
-    "polls exec_inspect until the command ends (no bound without a timeout), so the step "
-    "ends only when the command does, as ok/changed (output lost) or 'failed exit code "
-    "126', instead of unreachable at once"))
 def test_ssh_killed_during_docker_exec_over_ssh_is_unreachable_promptly(
         infra, ssh_targets, boxes, work):
     t = ssh_targets[10]
