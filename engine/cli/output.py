@@ -309,8 +309,11 @@ def print_recap(event: RunEnd, stream: TextIO, *, color: bool, runbook: str,
             row += cell
         status = str(stats.get("status", ""))
         row += "   " + style(status, fg="green" if status == "ok" else
-                             "yellow" if status in ("rolled_back", "not_run") else "red")
+                             "yellow" if status in ("rolled_back", "not_run", "stopped")
+                             else "red")
         print(row, file=stream)
+    if event.stop_reason:
+        print(style("stopped early: ", fg="yellow", bold=True) + event.stop_reason, file=stream)
     if dry_run:
         simulated = sum(int(h.get("simulated", 0)) for h in event.hosts.values())
         unsimulated = sum(int(h.get("unsimulated", 0)) for h in event.hosts.values())

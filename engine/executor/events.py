@@ -219,6 +219,7 @@ class RunEnd(Event):
     hosts: Mapping[str, Mapping[str, int]]
     failures: tuple[Mapping[str, Any], ...] = ()
     dry_run: bool = False
+    stop_reason: str = ""         # why the run stopped early ("" when it did not)
     ts: float = field(default_factory=time.time)
 
 

@@ -179,6 +179,13 @@ class Executor:
 
     # ---------------------------------------------------------------- batches
     def _batch(self, batch: list[HostState]) -> None:
+        self._batch_steps(batch)
+        if not self.run.stopping:
+            for state in batch:
+                if state.active:
+                    state.completed = True
+
+    def _batch_steps(self, batch: list[HostState]) -> None:
         run = self.run
         for step in self.runbook.steps:
             if self._check_stop():
@@ -417,7 +424,8 @@ class Executor:
                            failures, run.stop_reason)
         hosts = {s.name: {**vars(s.stats), "status": s.status()} for s in states}
         run.bus.emit(RunEnd(run.run_id, status, code, round(duration, 6), hosts,
-                            tuple(f.to_json() for f in failures), run.options.dry_run))
+                            tuple(f.to_json() for f in failures), run.options.dry_run,
+                            stop_reason=run.stop_reason))
         return report
 
 

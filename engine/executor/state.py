@@ -67,6 +67,7 @@ class HostState:
         self.block_vars: list[Mapping[str, Any]] = []
         self.deadlines: list[float] = []
         self.started = False
+        self.completed = False          # went through every step of its batch
         self.rollback_ran = False
         self.rollback_failed = False
         self.builtins: dict[str, Any] = {}
@@ -82,7 +83,8 @@ class HostState:
         return min(self.deadlines) if self.deadlines else None
 
     def status(self) -> str:
-        """How the host ended: ok, failed, unreachable, rolled_back, rollback_failed."""
+        """How the host ended: ok, failed, unreachable, rolled_back, rollback_failed,
+        stopped (the run stopped before its last step), not_run."""
         if self.rollback_failed:
             return "rollback_failed"
         if self.unreachable:
@@ -91,7 +93,9 @@ class HostState:
             return "rolled_back" if self.rollback_ran else "failed"
         if self.rollback_ran:
             return "rolled_back"
-        return "ok" if self.started else "not_run"
+        if self.completed:
+            return "ok"
+        return "stopped" if self.started else "not_run"
 
 
 class HostVars(Mapping[str, Any]):
