@@ -274,7 +274,19 @@ FILTERS = {
     "items2dict": _items2dict, "splitlines": lambda v: str(v).splitlines(),
     "expanduser": os.path.expanduser,
 }
-TESTS = {"match": _test_match, "search": _test_search, "regex": _test_search}
+def _result_test(key: str, want: bool = True) -> Any:
+    def test(result: Any) -> bool:
+        if not isinstance(result, Mapping):
+            raise jinja2.TemplateRuntimeError(f"the '{key}' test needs a registered result")
+        return bool(result.get(key)) is want
+    return test
+
+
+TESTS = {"match": _test_match, "search": _test_search, "regex": _test_search,
+         # Ansible's tests on registered results: `when: r is failed`
+         "failed": _result_test("failed"), "succeeded": _result_test("failed", False),
+         "success": _result_test("failed", False), "changed": _result_test("changed"),
+         "skipped": _result_test("skipped")}
 
 
 # ---------------------------------------------------------------- the environment
@@ -334,13 +346,26 @@ class Templar:
         Only parses (no compiling to Python), so checking a big runbook stays fast."""
         try:
             if condition:
-                self._parse_condition(text)
+                tree = self._parse_condition(text)
             else:
-                self._parse_template(text)
+                tree = self._parse_template(text)
         except jinja2.TemplateSyntaxError as exc:
             return _syntax_message(exc, text, condition)
         except RecursionError:
             return f"{'condition' if condition else 'template'} is nested too deeply"
+        return self._unknown_filter(tree, text)
+
+    def _unknown_filter(self, tree: Any, text: str) -> str | None:
+        """Jinja only notices an unknown filter or test when compiling: say it now."""
+        from jinja2 import nodes
+        found = [tree] if isinstance(tree, (nodes.Filter, nodes.Test)) else []
+        for node in [*found, *tree.find_all((nodes.Filter, nodes.Test))]:
+            known = self.env.filters if isinstance(node, nodes.Filter) else self.env.tests
+            if node.name not in known:
+                kind = "filter" if isinstance(node, nodes.Filter) else "test"
+                close = suggest(node.name, sorted(known))
+                hint = f" (did you mean '{close}'?)" if close else ""
+                return f"unknown {kind} '{node.name}' in {text.strip()!r}{hint}"
         return None
 
     def names(self, text: str, *, condition: bool = False) -> frozenset[str]:

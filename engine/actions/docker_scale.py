@@ -67,7 +67,13 @@ class Scale(Action):
     def _existing(self, api: Any, name: str) -> dict[int, dict[str, Any]]:
         """Replica number -> container summary, for the containers of this set."""
         found: dict[int, dict[str, Any]] = {}
-        for summary in api.containers(labels={SCALE_LABEL: name}, all=True):
+        # replicas made by this action carry its label; containers named <name>-N that
+        # were started by other means (docker run, compose) are members of the set too
+        summaries = {s["Id"]: s for s in api.containers(labels={SCALE_LABEL: name}, all=True)}
+        for summary in api.containers(filters={"name": f"^/?{re.escape(name)}-[0-9]+$"},
+                                      all=True):
+            summaries.setdefault(summary["Id"], summary)
+        for summary in summaries.values():
             label = (summary.get("Labels") or {}).get(REPLICA_LABEL, "")
             number = int(label) if label.isdigit() else None
             if number is None:

@@ -394,7 +394,10 @@ def differences(spec: ContainerSpec, container: Mapping[str, Any],
         else:
             wanted = set(spec.anonymous_volumes or ()) | {b.split(":")[1] for b in spec.binds}
             known = wanted | set(image_config.get("Volumes") or {})
-            mounted = set(config.get("Volumes") or {})
+            # `docker run -v name:/dst` leaves Config.Volumes empty: count real mounts too
+            mounted = set(config.get("Volumes") or {}) | {
+                str(m.get("Destination")) for m in container.get("Mounts") or []
+                if m.get("Destination")}
             if not wanted <= mounted or mounted - known:
                 out.append("anonymous volumes differ")
     if spec.restart_policy is not None:

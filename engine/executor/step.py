@@ -256,10 +256,11 @@ class StepRunner:
         target = state.host
         if step.delegate_to:
             name = str(run.templar.render(step.delegate_to, scope, step.loc))
-            delegate = run.inventory.hosts.get(name)
-            if delegate is None:
-                raise TemplateError(f"delegate_to: unknown host '{name}'", loc=step.loc)
-            target = delegate
+            try:
+                target = run.inventory.host(name)   # localhost is always known
+            except RunbookError:
+                raise TemplateError(f"delegate_to: unknown host '{name}'",
+                                    loc=step.loc) from None
         templar = run.templar
         ctx = ActionContext(
             host=state.host, step=step,
@@ -274,7 +275,10 @@ class StepRunner:
             log=lambda message: run.bus.emit(LogMessage(run.run_id, state.name, step.id,
                                                         str(args.get("level") or "info"),
                                                         MASK if step.no_log else message)),
-            vars=scope, cancelled=lambda: run.stopping)
+            vars=scope,
+            # a rollback step must finish its waits while the run is stopping
+            cancelled=(lambda: run.hard_stopped) if phase == "rollback" else
+            (lambda: run.stopping))
         action = self._instances.get(action_cls.name)
         if action is None:
             action = self._instances[action_cls.name] = action_cls()

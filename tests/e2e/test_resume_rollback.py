@@ -410,3 +410,20 @@ def test_resume_of_a_run_killed_during_its_rollback(cli: Cli, tmp_path: Path) ->
         assert (tmp_path / "log").read_text().split()[-3:] == ["a", "b", "c"]
     else:
         assert resumed.code in (2, 3), resumed
+
+
+@pytest.mark.xfail(reason="BUG: resume forgets --start-at: engine/cli/run_cmd.py _journal does "
+                          "not store start_at in the run's options and engine/cli/resume_cmd.py "
+                          "resume_run does not pass it, so the resume runs the steps the "
+                          "operator skipped with --start-at", strict=True)
+def test_resume_keeps_start_at(cli: Cli, folder: Path) -> None:
+    (folder / "go").touch()
+    (folder / "fail-configure-h1").touch()
+    failed = cli("run", "rb.yml", "-i", "inventory.yml", "--limit", "h1", "--start-at",
+                 "gate", "--no-rollback", "-o", "json")
+    assert failed.code == 1
+    assert statuses(failed) == {"gate": "changed", "configure": "failed"}
+    (folder / "fail-configure-h1").unlink()
+    resumed = cli("resume", run_id(failed), "-o", "json")
+    assert resumed.code in (0, 1), resumed
+    assert "version" not in statuses(resumed) and "install" not in statuses(resumed)

@@ -38,11 +38,11 @@ GENERATED = "Gen3rated-S3cretValue"   # printed by a no_log step (not in its com
 
 ALWAYS = (HOST_PASSWORD, BECOME_PASSWORD)
 
-INVENTORY = f"""\
+INVENTORY = """\
 all:
   hosts:
-    h1: {{connection: local, password: "env:HOST_PW"}}
-    h2: {{connection: local, become_password: "file:{{folder}}/become.txt"}}
+    h1: {connection: local, password: "env:HOST_PW"}
+    h2: {connection: local, become_password: "file:FOLDER/become.txt"}
 """
 
 RUNBOOK = """\
@@ -139,7 +139,7 @@ class Leaks:
 
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
-    (tmp_path / "inventory.yml").write_text(INVENTORY.replace("{folder}", str(tmp_path)))
+    (tmp_path / "inventory.yml").write_text(INVENTORY.replace("FOLDER", str(tmp_path)))
     (tmp_path / "become.txt").write_text(BECOME_PASSWORD + "\n")
     (tmp_path / "deploy.yml").write_text(RUNBOOK)
     (tmp_path / "nolog.yml").write_text(NO_LOG)

@@ -431,7 +431,7 @@ def container_state(stack: Stack, name: str) -> dict[str, Any]:
             "running": info["State"]["Running"]}
 
 
-def assert_refused_at_confirm(run: PlaybookRun, confirm_step: str) -> None:
+def assert_refused_at_confirm(run: PlaybookRun, confirm_step: str = "confirm") -> None:
     """A run without --yes and without a terminal: the diagnosis ran and was saved, the
     confirm step failed saying why, and no remediation step ran."""
     assert run.code == 1, run.result

@@ -11,7 +11,7 @@ from tests.e2e_playbooks.conftest import (assert_dry_run_changes_nothing,
 def test_dry_run_on_a_healthy_stack_changes_nothing(stack, playbook):
     run = assert_dry_run_changes_nothing(stack, playbook, "api-down")
     assert any("the API answers" in m for m in run.logs()), run.logs()
-    assert run.status("bring-the-api-back") == "skipped"
+    assert run.status("remediation") == "skipped"
 
 
 def test_stopped_api_is_diagnosed_reported_and_restarted(stack, playbook):
@@ -20,7 +20,7 @@ def test_stopped_api_is_diagnosed_reported_and_restarted(stack, playbook):
 
     # no terminal, no --yes: diagnosis and report, then the confirm step stops the run
     run = playbook("api-down")
-    assert_refused_at_confirm(run, "confirm-the-restart")
+    assert_refused_at_confirm(run)
     assert container_state(stack, stack.app) == stopped          # nothing changed
     facts = run.facts()
     assert facts["api_down"] is True
@@ -36,8 +36,8 @@ def test_stopped_api_is_diagnosed_reported_and_restarted(stack, playbook):
     # --yes: the same diagnosis, then the remediation and its verification
     run = playbook("api-down", yes=True)
     assert run.code == 0, run.result
-    assert run.status("the-app-container") == "changed"
-    assert run.status("verify-that-get-health-answers-200") == "ok"
+    assert run.status("restart-app") == "changed"
+    assert run.status("verify-health") == "ok"
     assert stack.health(stack.app) == "healthy"
     assert stack.get("/health")[0] == 200
     report = run.report()
@@ -58,8 +58,8 @@ def test_api_unhealthy_because_the_cache_is_down_gets_both_back(stack, playbook)
     assert facts["api_down"] is True and facts["app"]["health"] == "unhealthy"
     assert facts["cache"]["running"] is False
     assert facts["probe"]["health_status"] == 503
-    assert run.status("start-the-cache-container") == "changed"
-    assert run.status("the-app-container") == "changed"
+    assert run.status("start-cache") == "changed"
+    assert run.status("restart-app") == "changed"
     assert stack.health(stack.cache) == "healthy" and stack.health(stack.app) == "healthy"
     assert container_state(stack, stack.app)["started"] != app_before["started"]
     assert "the cache container is exited" in run.report()
