@@ -78,6 +78,7 @@ class _Checker:
                      set(runbook.vars) | self.inventory_vars)
         self.everything = self.base | set(loaded.registers) | self._set_names(runbook.walk())
         self.reported: set[tuple[str, SourceLoc]] = set()
+        self.maybe_inventory: dict[str, SourceLoc] = {}
 
     @staticmethod
     def _set_names(steps: Iterable[Step]) -> set[str]:
@@ -95,6 +96,16 @@ class _Checker:
         known = set(self.base)
         known = self._steps(self.runbook.preflight, known)
         self._steps(self.runbook.steps, known)
+        if self.maybe_inventory:
+            names = sorted(self.maybe_inventory)
+            first = min(self.maybe_inventory.values(), key=lambda loc: (loc.path, loc.line,
+                                                                        loc.col))
+            shown = ", ".join(names[:12]) + (f" and {len(names) - 12} more"
+                                             if len(names) > 12 else "")
+            self.problems.append(LoadError(
+                f"{len(names)} variable{'s' if len(names) != 1 else ''} not defined by this "
+                f"runbook: {shown}", loc=first, severity="warning",
+                hint="they may come from an inventory: pass -i to check them"))
         self.problems.sort(key=lambda p: (p.loc.path, p.loc.line, p.loc.col) if p.loc else
                            ("", 0, 0))
         return self.problems
@@ -198,9 +209,14 @@ class _Checker:
                 hint = f"did you mean '{close}'?" if close else \
                     "define it in vars or params, or use '| default(...)'"
             else:
+                # without an inventory only a near-certain typo is worth its own warning
+                close = suggest(name, sorted(self.everything), cutoff=0.85)
+                if not close:   # most likely an inventory variable: one summary for all
+                    self.maybe_inventory.setdefault(name, site.loc)
+                    continue
                 severity = "warning"
-                hint = (f"did you mean '{close}'? " if close else "") + \
-                    "(it may come from an inventory: pass -i to check)"
+                hint = f"did you mean '{close}'? (it may come from an inventory: pass -i " \
+                       "to check)"
             if name in self.everything:
                 continue
             self.problems.append(LoadError(f"undefined variable '{name}'", loc=site.loc,

@@ -526,11 +526,12 @@ def _syntax_message(exc: jinja2.TemplateSyntaxError, text: str, condition: bool)
     return f"{what} syntax error: {message} in {text.strip()!r}"
 
 
-def suggest(word: str, candidates: Sequence[str] | set[str] | frozenset[str]) -> str | None:
+def suggest(word: str, candidates: Sequence[str] | set[str] | frozenset[str],
+            cutoff: float = 0.6) -> str | None:
     """The closest candidate to a misspelt word, or None."""
     import difflib
     options = list(candidates)
-    matches = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    matches = difflib.get_close_matches(word, options, n=1, cutoff=cutoff)
     if matches:
         return matches[0]
     if len(word) >= 3:

@@ -169,9 +169,9 @@ def test_locks_are_per_host_and_all_or_none(cli: Cli, folder: Path) -> None:
 
 
 def test_a_live_holder_renews_its_lease(cli: Cli, folder: Path) -> None:
-    cli.env["RUNBOOK_LOCK_LEASE"] = "1"
+    cli.env["RUNBOOK_LOCK_LEASE"] = "1.5"
     holder = hold(cli, "deploy.yml")
-    time.sleep(2.2)                        # more than two leases: renewed, not expired
+    time.sleep(3.2)                        # more than two leases: renewed, not expired
     second = cli("run", "deploy.yml", "-i", "inventory.yml")
     assert refused(second, "deploy@h1", holder)["lease"] == "expires"
     open_gate(folder)
