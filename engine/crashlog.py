@@ -17,6 +17,20 @@ def crash_log_dir() -> str:
     return os.path.join(base, "runbook", "crashes")
 
 
+def _shown_args(args: list[str]) -> list[str]:
+    """Command-line words without the values of -e params (they may be secrets)."""
+    out = []
+    for arg in args:
+        if arg.startswith("-e") and not arg.startswith("--") and len(arg) > 2:
+            arg = "-e…"
+        elif "=" in arg and not arg.startswith("-"):
+            arg = arg.split("=", 1)[0] + "=…"
+        elif arg.lstrip().startswith("{"):
+            arg = "{…}"
+        out.append(arg)
+    return out
+
+
 def write_crash_log(exc: BaseException, context: str = "") -> str | None:
     """Write the traceback of ``exc`` to a new crash log; its path, or None."""
     try:
@@ -24,11 +38,13 @@ def write_crash_log(exc: BaseException, context: str = "") -> str | None:
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, time.strftime("crash-%Y%m%d-%H%M%S") +
                             f"-{os.getpid()}-{id(exc) % 10000}.log")
+        from .redact import mask_everywhere
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         with open(path, "w", encoding="utf-8") as f:
-            f.write(f"runbook {' '.join(sys.argv[1:])}\n")
+            f.write(f"runbook {' '.join(_shown_args(sys.argv[1:]))}\n")
             if context:
-                f.write(context + "\n")
-            traceback.print_exception(type(exc), exc, exc.__traceback__, file=f)
+                f.write(mask_everywhere(context) + "\n")
+            f.write(mask_everywhere(text))
         return path
     except OSError:
         return None

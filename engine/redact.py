@@ -12,7 +12,9 @@ import re
 import threading
 from typing import Any, Iterable
 
-__all__ = ["Redactor", "MASK"]
+__all__ = ["Redactor", "MASK", "mask_everywhere"]
+
+_ACTIVE: list["Redactor"] = []
 
 MASK = "********"
 _MIN_LENGTH = 3   # shorter values would mask ordinary text ("0", "ok")
@@ -37,8 +39,14 @@ class Redactor:
                 for secret in self._secrets:   # also as shell-quoted / JSON-escaped text
                     variants.add(secret.replace("'", "'\"'\"'"))
                     variants.add(secret.replace("\\", "\\\\").replace('"', '\\"'))
+                    variants.add(repr(secret)[1:-1])           # as Python's repr() shows it
                 ordered = sorted(variants, key=len, reverse=True)
                 self._pattern = re.compile("|".join(re.escape(s) for s in ordered))
+
+    def activate(self) -> None:
+        """Make this redactor mask crash logs and anything else written outside a run."""
+        if self not in _ACTIVE:
+            _ACTIVE.append(self)
 
     @property
     def active(self) -> bool:
@@ -82,3 +90,10 @@ class Redactor:
             if masked is not current and masked != current:
                 changes[f.name] = masked
         return dataclasses.replace(event, **changes) if changes else event
+
+
+def mask_everywhere(text: str) -> str:
+    """Mask every secret any active run knows (for crash logs)."""
+    for redactor in list(_ACTIVE):
+        text = redactor.text(text)
+    return text

@@ -25,6 +25,37 @@ def _alive(record: Any) -> bool:
     return record.machine == socket.gethostname() and process_alive(record.machine, record.pid)
 
 
+def _lineage_events(store: Any, record: Any) -> tuple[list[Any], list[list[Any]]]:
+    """The events of the first run of this lineage, and of every run that continued it
+    (resumes, rollbacks, resumes of those), oldest first."""
+    runs = {r.run_id: r for r in store.list_runs(limit=5000)}
+    runs.setdefault(record.run_id, record)
+    root = record
+    climbed = {root.run_id}
+    while root.resumed_from and root.resumed_from in runs and \
+            root.resumed_from not in climbed:
+        root = runs[root.resumed_from]
+        climbed.add(root.run_id)
+    seen = {root.run_id}
+    family: list[Any] = []
+    frontier = [root.run_id]
+    while frontier:
+        parent = frontier.pop()
+        for run in runs.values():
+            if run.resumed_from == parent and run.run_id not in seen:
+                seen.add(run.run_id)
+                family.append(run)
+                frontier.append(run.run_id)
+    family.sort(key=lambda r: r.started_at)
+    return store.events(root.run_id), [store.events(r.run_id) for r in family]
+
+
+def _progress(store: Any, record: Any) -> Any:
+    from ..executor.journal import read_progress
+    events, later = _lineage_events(store, record)
+    return read_progress(events, later)
+
+
 def _check_file(record: Any, force: bool) -> None:
     try:
         with open(record.path, "rb") as f:
@@ -76,7 +107,6 @@ def resume_run(run_id: str, *, state_path: str | None, force: bool,
     import sys
 
     from ..executor.context import RunOptions
-    from ..executor.journal import read_progress
     from ..store import open_store
     from .run_cmd import execute
 
@@ -91,13 +121,14 @@ def resume_run(run_id: str, *, state_path: str | None, force: bool,
         raise UsageError(f"run {record.run_id} completed successfully: nothing to resume")
     _check_file(record, force)
     prepared = _prepared(record, _given(record, extra_vars), None)
-    progress = read_progress(store.events(record.run_id))
+    progress = _progress(store, record)
     saved = dict(record.options)
     options = RunOptions(dry_run=dry_run, diff=bool(saved.get("diff")), forks=saved.get("forks"),
                          tags=frozenset(saved.get("tags") or ()),
                          skip_tags=frozenset(saved.get("skip_tags") or ()),
                          assume_yes=assume_yes, interactive=sys.stdin.isatty(),
-                         no_rollback=bool(saved.get("no_rollback")))
+                         no_rollback=bool(saved.get("no_rollback")),
+                         start_at=saved.get("start_at"))
     return execute(prepared, options, output=output, verbose=verbose, state_path=state_path,
                    kind="resume", resumed_from=record.run_id, progress=progress)
 
@@ -109,7 +140,6 @@ def rollback_run(run_id: str, *, state_path: str | None, hosts: tuple[str, ...],
     import sys
 
     from ..executor.context import RunOptions
-    from ..executor.journal import read_progress
     from ..store import open_store
     from .run_cmd import execute
 
@@ -118,7 +148,7 @@ def rollback_run(run_id: str, *, state_path: str | None, hosts: tuple[str, ...],
     if record.status == "running" and _alive(record):
         raise UsageError(f"run {record.run_id} is still running (pid {record.pid})")
     _check_file(record, force)
-    progress = read_progress(store.events(record.run_id))
+    progress = _progress(store, record)
     for name in hosts:
         if name not in record.hosts:
             raise UsageError(f"host '{name}' was not part of run {record.run_id}",

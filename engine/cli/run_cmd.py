@@ -165,6 +165,7 @@ def execute(prepared: Prepared, options: Any, *, output: str, verbose: int,
     redactor = Redactor(prepared.params.secrets)
     for host in prepared.hosts:
         redactor.add(host.secrets)
+    redactor.activate()   # crash logs are masked with it too
     bus = EventBus(redact=redactor.event)
     human = sys.stderr if output == "json" else sys.stdout
     live = None
@@ -224,6 +225,9 @@ def _journal(context: Any, prepared: Prepared, options: Any, state_path: str | N
     hosts = [h.name for h in prepared.hosts]
     holder = LockHolder(context.run_id, _user(), socket.gethostname(), os.getpid())
     keeper = None
+    if resumed_from is not None:
+        # the run being continued was checked to be dead: its locks are ours to take
+        store.release(resumed_from)
     if not options.dry_run and runbook.lock is not False:
         custom = runbook.lock if isinstance(runbook.lock, str) else None
         if custom and has_template(custom):
@@ -240,7 +244,8 @@ def _journal(context: Any, prepared: Prepared, options: Any, state_path: str | N
         options={"inventory": prepared.inventory_path, "limit": prepared.limit,
                  "tags": sorted(options.tags), "skip_tags": sorted(options.skip_tags),
                  "forks": options.forks, "dry_run": options.dry_run,
-                 "no_rollback": options.no_rollback, "diff": options.diff})
+                 "no_rollback": options.no_rollback, "diff": options.diff,
+                 "start_at": options.start_at})
     context.bus.subscribe(JournalSink(store, record))
     return keeper
 

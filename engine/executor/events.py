@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping, Protocol
 
-__all__ = ["Event", "StepFacts", "RollbackPushed", "RollbackPopped", "RunStart", "BatchStart", "StepStart", "StepEnd", "Retry", "RollbackStart",
+__all__ = ["Event", "StepFacts", "RollbackPushed", "RollbackPopped", "RollbackUndoing", "RunStart", "BatchStart", "StepStart", "StepEnd", "Retry", "RollbackStart",
            "RollbackStep", "RollbackEnd", "LogMessage", "RunEnd", "EventBus", "Sink",
            "HostStats"]
 
@@ -163,6 +163,7 @@ class StepFacts(Event):
     step: str
     facts: Mapping[str, Any]
     simulated: bool = False
+    no_log: bool = False          # its values are masked in the journal: resume re-runs it
     ts: float = field(default_factory=time.time)
 
 
@@ -177,6 +178,19 @@ class RollbackPushed(Event):
     step: str
     snapshot: Mapping[str, Any]
     title: str = ""
+    restored: bool = False        # re-stated from an earlier run of the same lineage
+    ts: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class RollbackUndoing(Event):
+    """The rollback steps of a stack entry are about to run."""
+
+    kind = "rollback_undo"
+    internal = True
+    run_id: str
+    host: str
+    step: str
     ts: float = field(default_factory=time.time)
 
 

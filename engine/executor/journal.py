@@ -25,7 +25,8 @@ __all__ = ["JournalSink", "LockKeeper", "HostProgress", "read_progress", "lock_n
 
 _FLUSHING = frozenset({"step_start", "step_end", "rollback_start", "rollback_step",
                        "rollback_end", "batch_start", "run_start", "run_end"})
-_BUFFERED = frozenset({"step_facts", "rollback_push", "rollback_pop", "retry", "log"})
+_BUFFERED = frozenset({"step_facts", "rollback_push", "rollback_pop", "rollback_undo", "retry",
+                       "log"})
 
 
 class JournalSink:
@@ -126,10 +127,25 @@ class HostProgress:
     rolled_back: bool = False
 
 
-def read_progress(events: Sequence[JournalEvent]) -> dict[str, HostProgress]:
-    """Per host: completed steps (with the facts they set) and the rollback stack."""
+def read_progress(events: Sequence[JournalEvent],
+                  later: Sequence[Sequence[JournalEvent]] = ()) -> dict[str, HostProgress]:
+    """Per host: completed steps (with the facts they set) and the rollback stack.
+
+    ``events`` are the run's own; ``later`` the events of the runs that continued it
+    (resumes, rollbacks), oldest first: their re-stated ("restored") stack entries are
+    skipped, everything else they did applies on top.
+    """
     hosts: dict[str, HostProgress] = {}
-    facts: dict[tuple[str, str], tuple[dict[str, Any], bool]] = {}
+    for index, run_events in enumerate([events, *later]):
+        _apply(hosts, run_events, continuation=index > 0)
+    return hosts
+
+
+def _apply(hosts: dict[str, HostProgress], events: Sequence[JournalEvent],
+           continuation: bool) -> None:
+    facts: dict[tuple[str, str], tuple[dict[str, Any], bool, bool]] = {}
+    unwinding: set[str] = set()
+    in_flight: dict[str, str] = {}
     for event in events:
         host = event.host
         if host is None:
@@ -138,24 +154,49 @@ def read_progress(events: Sequence[JournalEvent]) -> dict[str, HostProgress]:
         data = event.data
         step = event.step or ""
         if event.kind == "step_facts":
-            facts[(host, step)] = (dict(data.get("facts") or {}), bool(data.get("simulated")))
+            facts[(host, step)] = (dict(data.get("facts") or {}), bool(data.get("simulated")),
+                                   bool(data.get("no_log")))
         elif event.kind == "step_end" and event.phase != "rollback":
             if event.status in ("ok", "changed", "skipped", "restored") or data.get("ignored"):
-                progress.completed[step] = facts.pop((host, step), ({}, False))
+                values, simulated, no_log = facts.pop((host, step), ({}, False, False))
+                if no_log:
+                    # its values were masked in the journal: a resume runs it again
+                    progress.completed.pop(step, None)
+                else:
+                    progress.completed[step] = (values, simulated)
             elif event.status in ("failed", "unreachable"):
                 progress.failed_step = step
                 facts.pop((host, step), None)
         elif event.kind == "rollback_push":
+            if continuation and data.get("restored"):
+                continue    # the continuing run re-states the stack it got from us
             progress.stack.append((step, dict(data.get("snapshot") or {}),
                                    str(data.get("title") or "")))
+        elif event.kind == "rollback_start":
+            unwinding.add(host)
+        elif event.kind == "rollback_undo":
+            in_flight[host] = step
         elif event.kind == "rollback_pop":
-            for index in range(len(progress.stack) - 1, -1, -1):
-                if progress.stack[index][0] == step:
-                    del progress.stack[index]
+            for position in range(len(progress.stack) - 1, -1, -1):
+                if progress.stack[position][0] == step:
+                    del progress.stack[position]
                     break
+            progress.completed.pop(step, None)   # undone: a resume does it again
+            in_flight.pop(host, None)
         elif event.kind == "rollback_end":
+            unwinding.discard(host)
+            in_flight.pop(host, None)
             if data.get("ok"):
                 # what completed before was undone: a resume does it again
                 progress.completed.clear()
                 progress.rolled_back = True
-    return hosts
+    for host in unwinding:    # killed while rolling back: what is left is still done,
+        progress = hosts[host]   # except the entry being undone: count it as undone
+        progress.rolled_back = False
+        step = in_flight.get(host)
+        if step is not None:
+            for position in range(len(progress.stack) - 1, -1, -1):
+                if progress.stack[position][0] == step:
+                    del progress.stack[position]
+                    break
+            progress.completed.pop(step, None)

@@ -9,7 +9,9 @@ import time
 from typing import TYPE_CHECKING
 
 from .context import RunContext
-from .events import RollbackEnd, RollbackPopped, RollbackStart, RollbackStep
+from .events import (RollbackEnd, RollbackPopped, RollbackStart, RollbackStep,
+                     RollbackUndoing)
+from ..redact import MASK
 from .state import HostState
 
 if TYPE_CHECKING:
@@ -32,11 +34,21 @@ def unwind(run: RunContext, runner: "StepRunner", state: HostState, reason: str)
         if run.hard_stopped:
             break
         entry = stack[-1]
+        run.bus.emit(RollbackUndoing(run.run_id, state.name, entry.step.id))
+        masked = _masked(entry.snapshot)
         for rollback_step in entry.steps:
             if run.hard_stopped:
                 break
             start = time.perf_counter()
-            outcome = runner.execute(rollback_step, state, "rollback", snapshot=entry.snapshot)
+            if masked:
+                outcome = runner.cannot_run(
+                    rollback_step, state, "rollback",
+                    f"needs {', '.join(repr(n) for n in masked)}, which held a secret (a "
+                    "no_log step's output or a secret value) that the journal does not keep: "
+                    "undo it by hand")
+            else:
+                outcome = runner.execute(rollback_step, state, "rollback",
+                                         snapshot=entry.snapshot)
             if outcome.status in ("failed", "unreachable") and not outcome.ignored:
                 failed += 1
                 state.stats.rollback_failed += 1
@@ -59,3 +71,12 @@ def unwind(run: RunContext, runner: "StepRunner", state: HostState, reason: str)
     ok = failed == 0 and not stack
     run.bus.emit(RollbackEnd(run.run_id, state.name, ok, done, failed))
     return ok
+
+
+def _masked(snapshot: dict) -> list[str]:
+    """Names whose journalled value was masked (only possible for a restored stack)."""
+    found = []
+    for name, value in snapshot.items():
+        if MASK in repr(value):
+            found.append(name)
+    return found

@@ -148,7 +148,7 @@ class Executor:
                 state.rollback_stack.append(RollbackEntry(step=step, snapshot=snapshot,
                                                           title=title))
                 self.run.bus.emit(RollbackPushed(self.run.run_id, state.name, step_id,
-                                                 snapshot, title))
+                                                 snapshot, title, restored=True))
 
     def _run(self, states: list[HostState]) -> None:
         run = self.run

@@ -97,6 +97,16 @@ class StepRunner:
                              0.0, msg=message, phase=phase, loc=str(step.loc)))
         return Outcome("restored", StepResult(msg=message))
 
+    def cannot_run(self, step: Step, state: HostState, phase: str, message: str) -> Outcome:
+        """Report a step as failed without running it (e.g. a rollback missing a value)."""
+        run = self.run
+        run.bus.emit(StepStart(run.run_id, state.name, step.id, step.title, step.action,
+                               str(step.loc), phase))
+        outcome = self._failed(step, state, phase, message)
+        outcome = replace(outcome, title=step.title)
+        self._record(step, state, outcome, phase, 0.0)
+        return outcome
+
     def fail_without_running(self, step: Step, state: HostState, phase: str,
                              exc: RunbookError) -> Outcome:
         """A block whose ``when`` could not be evaluated: the host fails there."""
@@ -360,6 +370,8 @@ class StepRunner:
     def _judge(self, step: Step, state: HostState, result: StepResult, note: str,
                snapshot: Mapping[str, Any] | None, item: Any = None, push: bool = True,
                judged: bool = False, phase: str = "steps") -> Outcome:
+        if step.no_log:   # mask its values before a rollback snapshot can carry them
+            self.run.redactor.add(_secret_values(result))
         if result.failed:
             if step.ignore_errors:
                 return Outcome("failed", result, ignored=True, note=note)
@@ -446,13 +458,13 @@ class StepRunner:
         if action_cls is not None and action_cls.sets_vars and not outcome.failed and \
                 outcome.status != "skipped":
             facts.update(result.fields)
+        if step.no_log:   # before anything is written: the journal gets them masked
+            run.redactor.add(_secret_values(result))
         if facts:
             state.facts.update(facts)
             if phase != "rollback":
                 run.bus.emit(StepFacts(run.run_id, state.name, step.id, facts,
-                                       result.simulated))
-        if step.no_log:
-            run.redactor.add(_secret_values(result))
+                                       result.simulated, no_log=step.no_log))
         status = outcome.status
         if phase == "rollback":
             pass   # counted as rolled back (or rollback failed) by the unwinding

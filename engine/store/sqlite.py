@@ -12,10 +12,10 @@ writes); readers never block the writer in WAL mode, writers wait for each other
 to ``busy_timeout``.  Inside one process, ``append()`` is called from many worker
 threads: callers queue their events and one of them, the leader, commits everything
 queued in one transaction (group commit), so ten hosts finishing a step together
-cost about one commit, and a lone caller pays exactly one.
+cost about one commit, and a lone caller pays exactly one (group_commit.py).
 
 Three connections: the writer (events, used by one leader at a time), control (runs,
-locks, migrations; under a lock) and a reader (under a lock).
+locks, migrations of schema.py; under a lock) and a reader (under a lock).
 """
 
 from __future__ import annotations
@@ -27,92 +27,20 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from ..errors import StoreError, UserError
 from . import lock_held
 from .base import JournalEvent, LockHolder, LockRecord, RunRecord, Store
+from .group_commit import GroupCommit
+from .schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, migrate, schema_version
 
-__all__ = ["SqliteStore", "SCHEMA_VERSION", "APPLICATION_ID", "MIGRATIONS"]
+# GroupCommit and the schema's names are re-exported: tests import them from here
+__all__ = ["SqliteStore", "SCHEMA_VERSION", "APPLICATION_ID", "MIGRATIONS", "GroupCommit"]
 
-APPLICATION_ID = 0x52554E42          # "RUNB": marks the file as a runbook journal
 BUSY_TIMEOUT = 15.0                  # seconds a writer waits for another process
 
 _Row = tuple[Any, ...]
-
-# -- schema -----------------------------------------------------------------------------
-# Each migration takes the schema from the previous version to its own; they run in
-# order inside one transaction.  Never edit a shipped migration: add a new one.
-
-_V1 = (
-    """CREATE TABLE runs (
-        run_id       TEXT PRIMARY KEY,
-        runbook      TEXT NOT NULL,
-        path         TEXT NOT NULL,
-        content_hash TEXT NOT NULL,
-        user         TEXT NOT NULL,
-        machine      TEXT NOT NULL,
-        pid          INTEGER NOT NULL,
-        started_at   REAL NOT NULL,
-        ended_at     REAL,
-        status       TEXT NOT NULL,
-        exit_code    INTEGER,
-        dry_run      INTEGER NOT NULL,
-        hosts        TEXT NOT NULL,          -- JSON list
-        params       TEXT NOT NULL,          -- JSON object, secrets already redacted
-        options      TEXT NOT NULL,          -- JSON object
-        resumed_from TEXT,
-        parent_kind  TEXT NOT NULL)""",
-    "CREATE INDEX runs_by_start ON runs (started_at)",
-    "CREATE INDEX runs_by_runbook ON runs (runbook, started_at)",
-    "CREATE INDEX runs_by_status ON runs (status, started_at)",
-    """CREATE TABLE events (
-        run_id  TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
-        seq     INTEGER NOT NULL,
-        ts      REAL NOT NULL,
-        kind    TEXT NOT NULL,
-        host    TEXT,
-        step    TEXT,
-        phase   TEXT,
-        status  TEXT,
-        data    TEXT NOT NULL,               -- the event's JSON form
-        PRIMARY KEY (run_id, seq)) WITHOUT ROWID""",
-    "CREATE INDEX events_by_host ON events (run_id, host, seq)",
-    """CREATE TABLE locks (
-        name    TEXT PRIMARY KEY,
-        run_id  TEXT NOT NULL,
-        user    TEXT NOT NULL,
-        machine TEXT NOT NULL,
-        pid     INTEGER NOT NULL,
-        since   REAL NOT NULL,
-        expires REAL NOT NULL)""",
-    "CREATE INDEX locks_by_run ON locks (run_id)",
-)
-
-_V2 = (
-    # history --host: one row per (host, run) instead of scanning the JSON lists
-    """CREATE TABLE run_hosts (
-        host   TEXT NOT NULL,
-        run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
-        PRIMARY KEY (host, run_id)) WITHOUT ROWID""",
-)
-
-
-def _v1_initial(conn: sqlite3.Connection) -> None:
-    for statement in _V1:
-        conn.execute(statement)
-
-
-def _v2_run_hosts(conn: sqlite3.Connection) -> None:
-    for statement in _V2:
-        conn.execute(statement)
-    rows = conn.execute("SELECT run_id, hosts FROM runs").fetchall()
-    conn.executemany("INSERT OR IGNORE INTO run_hosts (host, run_id) VALUES (?, ?)",
-                     [(host, run_id) for run_id, hosts in rows for host in json.loads(hosts)])
-
-
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1_initial, _v2_run_hosts)
-SCHEMA_VERSION = len(MIGRATIONS)
 
 _RUN_COLUMNS = ("run_id, runbook, path, content_hash, user, machine, pid, started_at, hosts, "
                 "params, options, dry_run, status, exit_code, ended_at, resumed_from, "
@@ -141,127 +69,6 @@ def store_error(exc: sqlite3.Error, path: str, doing: str) -> StoreError:
     else:
         hint = None
     return StoreError(f"run journal {path}: cannot {doing}: {text}", hint=hint)
-
-
-def _copy(error: BaseException) -> BaseException:
-    """A fresh exception per waiting thread (one object raised in many threads would
-    share and scramble its traceback)."""
-    if isinstance(error, StoreError):
-        return StoreError(error.message, hint=error.hint)
-    return StoreError(f"the journal write failed: {str(error) or type(error).__name__}")
-
-
-# -- group commit ---------------------------------------------------------------------------
-
-class _Ticket:
-    __slots__ = ("rows", "done", "error", "leader", "wakeup")
-
-    def __init__(self, rows: list[_Row]) -> None:
-        self.rows = rows
-        self.done = False                # committed (or failed: see error)
-        self.error: BaseException | None = None
-        self.leader = False              # this caller commits the next group
-        self.wakeup: Any = None          # a held lock the waiting caller blocks on
-
-
-class GroupCommit:
-    """Leader/follower group commit (the scheme of LevelDB's write queue).
-
-    A caller queues its rows.  If nobody is committing, it becomes the leader: it takes
-    the whole queue, commits it in one transaction, wakes the callers whose rows were in
-    it, and hands the lead to the first caller still queued.  Otherwise it sleeps until
-    its rows are committed or the lead is handed to it.  A lone caller leads at once on
-    its own thread: one commit, no thread hand-off.  Each sleeper is woken by its own
-    lock, so a commit wakes only the callers it served and the next leader.
-    """
-
-    def __init__(self, commit: Callable[[list[list[_Row]]], list[BaseException | None]]
-                 ) -> None:
-        self._commit = commit
-        self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
-        self._queue: list[_Ticket] = []
-        self._leading = False
-        self._closed = False
-        self.groups = 0                  # commits made (for tests and measurements)
-
-    def submit(self, rows: list[_Row]) -> None:
-        ticket = _Ticket(rows)
-        with self._lock:
-            if self._closed:
-                raise StoreError("the run journal is closed")
-            self._queue.append(ticket)
-            if self._leading:
-                ticket.wakeup = threading.Lock()
-                ticket.wakeup.acquire()
-            else:
-                self._leading = ticket.leader = True
-        if not ticket.leader:
-            try:
-                ticket.wakeup.acquire()  # until committed, or handed the lead
-            except BaseException:        # a signal handler raised in this thread
-                self._abandon(ticket)
-                raise
-            if ticket.done:
-                if ticket.error is not None:
-                    raise _copy(ticket.error)
-                return
-        self._lead(ticket)
-
-    def _lead(self, ticket: _Ticket) -> None:
-        group: list[_Ticket] = []
-        errors: list[BaseException | None] = []
-        try:
-            with self._lock:
-                group, self._queue = self._queue, []
-            errors = self._commit([t.rows for t in group])
-        except BaseException as exc:     # e.g. KeyboardInterrupt mid-commit
-            errors = [exc] * len(group)
-            raise
-        finally:
-            with self._lock:
-                self.groups += 1
-                for served, error in zip(group, errors):
-                    served.error = error
-                    served.done = True
-                successor = self._pass_lead()
-            for served in group:
-                if served.wakeup is not None:
-                    served.wakeup.release()
-            if successor is not None:
-                successor.wakeup.release()
-        if ticket.error is not None:
-            raise ticket.error
-
-    def _pass_lead(self) -> _Ticket | None:
-        """(Under the lock) make the first queued caller the leader, or go idle."""
-        successor = self._queue[0] if self._queue else None
-        if successor is not None:
-            successor.leader = True
-        else:
-            self._leading = False
-            self._idle.notify_all()
-        return successor
-
-    def _abandon(self, ticket: _Ticket) -> None:
-        """A waiting caller gave up: drop its rows if still queued, pass the lead on if it
-        had been handed the lead, so the others are not left waiting for it."""
-        successor = None
-        with self._lock:
-            if ticket.done or ticket not in self._queue:
-                return                   # committed, or in the group being committed
-            self._queue.remove(ticket)
-            if ticket.leader:
-                successor = self._pass_lead()
-        if successor is not None:
-            successor.wakeup.release()
-
-    def close(self) -> None:
-        """Refuse new rows and wait until the queue is committed."""
-        with self._lock:
-            self._closed = True
-            while self._leading:
-                self._idle.wait()
 
 
 # -- the store -----------------------------------------------------------------------------
@@ -320,15 +127,11 @@ class SqliteStore(Store):
                              f"(journal mode stays '{mode}')",
                              hint="keep the journal on a local file system (--state PATH "
                                   "or RUNBOOK_STATE)")
-        if self._version(conn) == SCHEMA_VERSION:
+        if schema_version(conn, self.path) == SCHEMA_VERSION:
             return
         conn.execute("BEGIN IMMEDIATE")      # one process migrates, the others wait
         try:
-            version = self._version(conn)
-            for number in range(version + 1, SCHEMA_VERSION + 1):
-                MIGRATIONS[number - 1](conn)
-            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            migrate(conn, schema_version(conn, self.path))
             conn.execute("COMMIT")
         except BaseException:
             _rollback(conn)
@@ -345,26 +148,6 @@ class SqliteStore(Store):
                 if "locked" not in str(exc) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.005)
-
-    def _version(self, conn: sqlite3.Connection) -> int:
-        """The file's schema version; StoreError if it is not ours or too new."""
-        # one statement, one snapshot: another process may be migrating meanwhile
-        version, application, tables = conn.execute(
-            "SELECT (SELECT user_version FROM pragma_user_version), "
-            "(SELECT application_id FROM pragma_application_id), "
-            "(SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%')").fetchone()
-        if application != APPLICATION_ID:
-            if version or application or tables:
-                raise StoreError(f"run journal {self.path}: this SQLite file is not a "
-                                 f"runbook journal",
-                                 hint="point --state (or RUNBOOK_STATE) at another file")
-        if version > SCHEMA_VERSION:
-            from .. import __version__
-            raise StoreError(f"run journal {self.path} has schema version {version}; "
-                             f"runbook {__version__} knows versions up to {SCHEMA_VERSION}",
-                             hint="a newer runbook wrote it: upgrade runbook, or use another "
-                                  "journal with --state PATH")
-        return version
 
     @contextmanager
     def _converted(self, doing: str) -> Iterator[None]:

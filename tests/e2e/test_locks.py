@@ -343,10 +343,6 @@ def test_lock_message_uses_local_time_of_the_lock(cli: Cli, folder: Path) -> Non
 
 # -- resume after a crash --------------------------------------------------------------------
 
-@pytest.mark.xfail(reason="BUG: runbook resume of a run killed with -9 is refused with exit 4 "
-                          "by the dead run's own locks until their lease expires "
-                          "(engine/cli/run_cmd.py _journal / SqliteStore.acquire: a resume does "
-                          "not take over the locks of the dead run it resumes)", strict=True)
 def test_resume_of_a_killed_run_takes_over_its_locks(cli: Cli, folder: Path) -> None:
     holder = hold(cli, "deploy.yml")
     run_id = holder.events[0]["run_id"]

@@ -597,12 +597,6 @@ steps:
 """
 
 
-@pytest.mark.xfail(reason="BUG: a resume killed before it re-recorded every step it restores "
-                          "loses the progress of the run it resumed: engine/cli/resume_cmd.py "
-                          "resume_run reads read_progress(store.events(record.run_id)) only, "
-                          "not the runs of its resumed_from chain, so resuming the killed "
-                          "resume runs again steps that completed in the original run",
-                   strict=True)
 def test_resume_of_a_resume_killed_while_restoring(tmp_path: Path) -> None:
     """Deterministic: in the original run h2 fails at step one and h1 fails at step
     four (h1 completed one, two, three).  The first resume restores one on h1 and holds

@@ -297,12 +297,6 @@ def test_rollback_of_a_successful_run_undoes_it_in_reverse_order_per_host(cli: C
     assert "undoes   run" in cli("show", rollback_id).stdout
 
 
-@pytest.mark.xfail(reason="BUG: runbook rollback reads only the events of the run it undoes "
-                          "(engine/cli/resume_cmd.py rollback_run: read_progress(store.events("
-                          "record.run_id))), never the rollback runs made since: a second "
-                          "'runbook rollback RUN_ID' runs every undo again instead of saying "
-                          "there is nothing to roll back, and after 'rollback --host h1' a "
-                          "plain rollback undoes h1 a second time", strict=True)
 def test_a_second_rollback_has_nothing_to_roll_back(cli: Cli, folder: Path) -> None:
     (folder / "go").touch()
     done = cli("run", "rb.yml", "-i", "inventory.yml", "-o", "json")
@@ -380,12 +374,6 @@ steps:
 """
 
 
-@pytest.mark.xfail(reason="BUG: a run killed during its rollback is resumed as if the undone "
-                          "steps were still done: engine/executor/journal.py read_progress "
-                          "keeps a step in 'completed' after its rollback_pop (and while its "
-                          "undo was running), clearing 'completed' only on an ok rollback_end; "
-                          "the resume restores 'b' (undone) and ends OK with b's effect gone",
-                   strict=True)
 def test_resume_of_a_run_killed_during_its_rollback(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "mid.yml").write_text(MID_ROLLBACK)
     (tmp_path / "fail-c").touch()
@@ -412,10 +400,6 @@ def test_resume_of_a_run_killed_during_its_rollback(cli: Cli, tmp_path: Path) ->
         assert resumed.code in (2, 3), resumed
 
 
-@pytest.mark.xfail(reason="BUG: resume forgets --start-at: engine/cli/run_cmd.py _journal does "
-                          "not store start_at in the run's options and engine/cli/resume_cmd.py "
-                          "resume_run does not pass it, so the resume runs the steps the "
-                          "operator skipped with --start-at", strict=True)
 def test_resume_keeps_start_at(cli: Cli, folder: Path) -> None:
     (folder / "go").touch()
     (folder / "fail-configure-h1").touch()

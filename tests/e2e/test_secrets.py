@@ -223,10 +223,6 @@ def test_secret_param_never_written(cli: Cli, folder: Path, inproc: Any, source:
     assert not leaks.found((secret,) + ALWAYS), "\n".join(leaks.found((secret,) + ALWAYS))
 
 
-@pytest.mark.xfail(reason="BUG: the Redactor does not mask a secret as Python's repr() writes "
-                          "it (quote and backslash escaped); the lookup('file', ...) error of "
-                          "engine/templating.py _lookup puts {term!r} in the message, so a "
-                          "secret holding ' and \\ shows in clear", strict=True)
 def test_secret_with_quotes_in_a_template_error(cli: Cli, folder: Path) -> None:
     leaks = Leaks(folder)
     result = leaks.add("run", cli("run", "deploy.yml", "-i", "inventory.yml", "-e",
@@ -256,10 +252,6 @@ def test_no_log_output_echoed_later_is_masked_in_every_output(cli: Cli, folder: 
     assert not leaks.found((GENERATED,), files=False), leaks.found((GENERATED,), files=False)
 
 
-@pytest.mark.xfail(reason="BUG: the output of a no_log step is stored in clear in the journal "
-                          "(engine/executor/step.py StepRunner._record emits StepFacts before "
-                          "run.redactor.add(_secret_values(result)); the rollback_push snapshot "
-                          "carries the same result)", strict=True)
 def test_no_log_output_never_reaches_the_journal(cli: Cli, folder: Path) -> None:
     (folder / "go").touch()
     leaks = Leaks(folder)
@@ -268,11 +260,6 @@ def test_no_log_output_never_reaches_the_journal(cli: Cli, folder: Path) -> None
     assert not leaks.found((GENERATED,)), "\n".join(leaks.found((GENERATED,)))
 
 
-@pytest.mark.xfail(reason="BUG: resume restores a no_log step's registered output from the "
-                          "journal, but the new process's Redactor does not know it is a "
-                          "secret: a later step prints it in clear (engine/executor/step.py "
-                          "StepRunner._restore / engine/executor/journal.py read_progress)",
-                   strict=True)
 def test_resume_does_not_print_a_restored_no_log_value(cli: Cli, folder: Path) -> None:
     leaks = Leaks(folder)
     failed = cli("run", "nolog.yml", "-i", "inventory.yml", "-o", "json", "--no-rollback")
@@ -285,19 +272,18 @@ def test_resume_does_not_print_a_restored_no_log_value(cli: Cli, folder: Path) -
         "\n".join(leaks.found((GENERATED,), files=False))
 
 
-@pytest.mark.xfail(reason="BUG: runbook rollback renders rollback steps with the snapshot "
-                          "from the journal, which holds a no_log step's output in clear, and "
-                          "prints it unmasked (the new process's Redactor does not know it): "
-                          "engine/executor/runner.py Executor._restore / rollback_only",
-                   strict=True)
 def test_rollback_does_not_print_a_no_log_value_from_the_journal(cli: Cli,
                                                                 folder: Path) -> None:
+    """The journal never holds a no_log value, so a later `runbook rollback` cannot
+    render a rollback step that needs one: it says so (exit 3) instead of running it
+    with a masked value, and prints no secret."""
     leaks = Leaks(folder)
     failed = cli("run", "nolog.yml", "-i", "inventory.yml", "-o", "json", "--no-rollback")
     assert failed.code == 1
     undone = leaks.add("rollback", cli("rollback", failed.events[0]["run_id"], "-v"))
-    assert undone.code == 0, undone
-    assert (folder / "undo-gen.txt").read_text() == GENERATED + "\n"
+    assert undone.code == 3, undone
+    assert "which held a secret" in undone.stdout + undone.stderr
+    assert not (folder / "undo-gen.txt").exists()
     assert not leaks.found((GENERATED,), files=False), \
         "\n".join(leaks.found((GENERATED,), files=False))
 
@@ -311,10 +297,6 @@ def test_short_secrets_are_not_masked(cli: Cli, folder: Path) -> None:
         "using ab\n")
 
 
-@pytest.mark.xfail(reason="BUG: crash logs are written unredacted: engine/crashlog.py "
-                          "write_crash_log writes sys.argv (-e token=VALUE) and the traceback "
-                          "(whose exception message may hold a rendered command) as they are",
-                   strict=True)
 def test_crash_log_of_an_internal_error_holds_no_secret(folder: Path, inproc: Any,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """An action that raises a bug (an unexpected exception whose message carries the

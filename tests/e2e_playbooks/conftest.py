@@ -231,7 +231,8 @@ class Stack:
         import docker
 
         client = self.docker
-        for c in client.containers.list(all=True, filters={"label": f"{STACK_LABEL}={self.prefix}"}):
+        mine = {"label": f"{STACK_LABEL}={self.prefix}"}
+        for c in client.containers.list(all=True, filters=mine):
             try:
                 c.remove(force=True, v=True)
             except docker.errors.NotFound:
@@ -241,7 +242,7 @@ class Stack:
                 client.volumes.get(volume).remove(force=True)
             except docker.errors.NotFound:
                 pass
-        for image in client.images.list(filters={"label": f"{STACK_LABEL}={self.prefix}"}):
+        for image in client.images.list(filters=mine):
             try:
                 client.images.remove(image.id, force=True)
             except docker.errors.APIError:
@@ -317,7 +318,8 @@ class Stack:
                     "worker_base_port": self.worker_base, "app_data_volume": f"{self.prefix}-data",
                     "stack_label": f"runbook-demo.stack={self.prefix}"}
         wrong = {k: variables.get(k) for k, v in expected.items() if variables.get(k) != v}
-        assert not wrong, f"inventory/local.yml changed shape: could not move {wrong} to the test stack"
+        assert not wrong, (f"inventory/local.yml changed shape: could not move {wrong} to "
+                           f"the test stack")
         return data
 
     def inventory(self, folder: Path) -> Path:
@@ -443,7 +445,8 @@ def assert_refused_at_confirm(run: PlaybookRun, confirm_step: str = "confirm") -
     assert "--yes" in report
 
 
-def assert_dry_run_changes_nothing(stack: Stack, playbook: PlaybookRunner, name: str) -> PlaybookRun:
+def assert_dry_run_changes_nothing(stack: Stack, playbook: PlaybookRunner,
+                                   name: str) -> PlaybookRun:
     """--dry-run on the healthy stack: exit 0, no report written, no container touched."""
     names = [stack.app, stack.cache, stack.worker(1)]
     before = {n: container_state(stack, n) for n in names}

@@ -18,6 +18,14 @@ def test_stopped_api_is_diagnosed_reported_and_restarted(stack, playbook):
     stack.docker.containers.get(stack.app).stop(timeout=10)
     stopped = container_state(stack, stack.app)
 
+    # a dry run plans the remediation and changes nothing
+    run = playbook("api-down", dry_run=True)
+    assert run.code == 0, run.result
+    assert run.status("restart-app") == "simulated"
+    assert run.step("restart-app")["changes"] == [f"start container {stack.app}"]
+    assert run.status("verify-health") == "skipped"
+    assert container_state(stack, stack.app) == stopped and not run.report_dir.exists()
+
     # no terminal, no --yes: diagnosis and report, then the confirm step stops the run
     run = playbook("api-down")
     assert_refused_at_confirm(run)

@@ -22,12 +22,14 @@ def cpu_percent(stack, seconds: float = 2.0) -> float:
     started = time.monotonic()
     time.sleep(seconds)
     second = metric(stack.metrics(), "process_cpu_seconds_total")
+    assert first is not None and second is not None
     return (second - first) / (time.monotonic() - started) * 100
 
 
 def busiest_thread(stack) -> float:
     """%CPU of the app's busiest thread (ps: CPU time over the thread's lifetime)."""
-    return max(float(x) for x in stack.exec(stack.app, "ps", "-L", "-o", "pcpu=", "-p", "1").split())
+    threads = stack.exec(stack.app, "ps", "-L", "-o", "pcpu=", "-p", "1").split()
+    return max(float(x) for x in threads)
 
 
 def test_dry_run_on_a_healthy_stack_changes_nothing(stack, playbook):

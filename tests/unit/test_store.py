@@ -21,8 +21,8 @@ import pytest
 from engine.errors import LockHeld, StoreError, UserError
 from engine.store import default_state_path, lock_held, open_store, state_path
 from engine.store.base import JournalEvent, LockHolder, LockRecord, RunRecord
-from engine.store.sqlite import (APPLICATION_ID, SCHEMA_VERSION, GroupCommit, SqliteStore,
-                                 _Ticket)
+from engine.store.group_commit import _Ticket
+from engine.store.sqlite import APPLICATION_ID, SCHEMA_VERSION, GroupCommit, SqliteStore
 
 
 def record(run_id: str = "20240501-120000-aaaaaa", **changes: Any) -> RunRecord:
