@@ -141,14 +141,14 @@ cmd_down() {
 cmd_status() {
     local lines total=0 good=0 name status
     mapfile -t lines < <("$DOCKER" ps -a --filter label=runbook-demo=1 --filter "label=$STACK_LABEL" \
-        --format '{{.Names}}\t{{.Image}}\t{{.Label "runbook-demo.port"}}\t{{.Status}}' | LC_ALL=C sort)
+        --format '{{.Names}}|{{.Image}}|{{.Label "runbook-demo.port"}}|{{.Status}}' | LC_ALL=C sort)
     if (( ${#lines[@]} == 0 )); then
         echo "demo stack '$PREFIX': no containers (bash demo/stack.sh up)"
         return 3
     fi
     printf '%-22s %-26s %-16s %s\n' NAME IMAGE ADDRESS STATUS
     for l in "${lines[@]}"; do
-        IFS=$'\t' read -r name image port status <<<"$l"
+        IFS='|' read -r name image port status <<<"$l"   # '|' keeps empty fields
         printf '%-22s %-26s %-16s %s\n' "$name" "$image" "127.0.0.1:$port" "$status"
         total=$((total + 1))
         [[ $status == Up*"(healthy)"* ]] && good=$((good + 1))

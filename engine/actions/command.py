@@ -59,6 +59,8 @@ def _in_dir(args: Mapping[str, Any], path: str) -> str:
 
 def result_of(run: CommandResult, args: Mapping[str, Any], *, changed: bool = True) -> StepResult:
     failed = run.exit_code not in _ok_codes(args)
+    if args.get("check_mode_safe"):   # declared read-only: it changes nothing
+        changed = False
     return StepResult(changed=changed, failed=failed, rc=run.exit_code,
                       stdout=run.stdout.rstrip("\r\n"), stderr=run.stderr.rstrip("\r\n"),
                       command=run.command, duration=run.duration,

@@ -16,7 +16,7 @@ import shlex
 import time
 from typing import Any, Iterable, Mapping
 
-from ..errors import StepFailed
+from ..errors import Unreachable, StepFailed
 from ..model import parse_duration
 from .base import Action, ActionContext, CannotSimulate, Plan, StepResult
 from .schema import ParamSpec
@@ -52,6 +52,15 @@ class Exec(Action):
         raise CannotSimulate("docker.exec runs an arbitrary command: it cannot be simulated "
                              "(set check_mode_safe: true if it only reads)")
 
+    def _exec(self, ctx: ActionContext, args: Mapping[str, Any], command: Any, env: Any,
+              stdin: Any) -> Any:
+        return ctx.docker.exec(str(args["container"]), command,
+                               stdin=stdin.encode() if isinstance(stdin, str) else None,
+                               timeout=ctx.remaining(),
+                               env={str(k): "" if v is None else str(v)
+                                    for k, v in env.items()} if env else None,
+                               workdir=args.get("workdir"), user=args.get("user"))
+
     def apply(self, ctx: ActionContext, args: Mapping[str, Any]) -> StepResult:
         command = args["command"]
         if not isinstance(command, str):
@@ -60,20 +69,33 @@ class Exec(Action):
                 raise StepFailed("docker.exec: command is empty")
         env = args.get("env")
         stdin = args.get("stdin")
-        run = ctx.docker.exec(str(args["container"]), command,
-                              stdin=stdin.encode() if isinstance(stdin, str) else None,
-                              timeout=ctx.remaining(),
-                              env={str(k): "" if v is None else str(v) for k, v in env.items()}
-                              if env else None,
-                              workdir=args.get("workdir"), user=args.get("user"))
+        try:
+            run = self._exec(ctx, args, command, env, stdin)
+        except Unreachable:
+            # the step's target container is gone: that is this step failing; the
+            # host (its daemon) is unreachable only when the daemon does not answer
+            if not _daemon_answers(ctx):
+                raise
+            raise StepFailed(f"docker.exec: container {args['container']} is not "
+                             "running") from None
         codes = args.get("ok_codes", [0])
         codes = (codes,) if isinstance(codes, int) else tuple(int(c) for c in codes)
         failed = run.exit_code not in codes
-        return StepResult(changed=True, failed=failed, rc=run.exit_code,
+        # a command declared read-only (check_mode_safe) changes nothing
+        return StepResult(changed=not args.get("check_mode_safe"), failed=failed,
+                          rc=run.exit_code,
                           stdout=run.stdout.rstrip("\r\n"), stderr=run.stderr.rstrip("\r\n"),
                           command=run.command if isinstance(command, str) else
                           shlex.join(command), duration=run.duration,
                           msg=f"exit code {run.exit_code}" if failed else "")
+
+
+def _daemon_answers(ctx: ActionContext) -> bool:
+    try:
+        ctx.docker.info()
+    except Exception:  # any failure: the daemon is the problem, not the container
+        return False
+    return True
 
 
 def container_facts(info: Mapping[str, Any] | None) -> dict[str, Any]:

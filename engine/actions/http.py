@@ -88,9 +88,9 @@ class Http(Action):
         if args.get("follow_redirects") is False:
             handlers.append(_NoRedirect())
         opener = urllib.request.build_opener(*handlers)
-        request = urllib.request.Request(url, data=data, headers=headers, method=method)
         start = time.monotonic()
         try:
+            request = urllib.request.Request(url, data=data, headers=headers, method=method)
             response = opener.open(request, timeout=timeout)
             status, raw, response_headers = response.status, response.read(_MAX_BODY), \
                 dict(response.headers)

@@ -221,7 +221,8 @@ class StepRunner:
                 result = StepResult(failed=True, msg=exc.message)
             except StepFailed as exc:
                 base = exc.result if isinstance(exc.result, StepResult) else StepResult()
-                result = base.but(failed=True, msg=exc.message)
+                hint = f" (hint: {exc.hint})" if exc.hint else ""
+                result = base.but(failed=True, msg=exc.message + hint)
             except TargetError as exc:
                 if number < step.retry.attempts and not stopped():
                     raise retry.RetryWanted(exc.message, None) from None
@@ -353,8 +354,6 @@ class StepRunner:
             msg = result.msg
             if failed and not result.failed:
                 msg = f"failed_when is true: {' and '.join(c.expr.strip() for c in step.failed_when)}"
-            elif not failed and result.failed:
-                msg = ""
             result = result.but(failed=failed, msg=msg)
         if step.check and not result.failed:
             rscope = self._result_scope(step, scope, result)
