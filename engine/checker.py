@@ -76,7 +76,8 @@ class _Checker:
             self.inventory_vars = frozenset(names)
         self.base = (BUILTIN_NAMES | self.globals | {p.name for p in runbook.params} |
                      set(runbook.vars) | self.inventory_vars)
-        self.everything = self.base | set(loaded.registers) | self._set_names(runbook.walk())
+        self.everything = self.base | set(loaded.registers) | \
+            self._set_names(runbook.walk()) | set(loaded.include_names)
         self.reported: set[tuple[str, SourceLoc]] = set()
         self.maybe_inventory: dict[str, SourceLoc] = {}
 

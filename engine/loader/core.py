@@ -22,6 +22,7 @@ class LoadResult:
     sites: dict[str, list[Site]] = field(default_factory=dict)
     registers: dict[str, str] = field(default_factory=dict)   # register name -> step path
     delegate_locs: dict[str, SourceLoc] = field(default_factory=dict)   # step path -> loc
+    include_names: set[str] = field(default_factory=set)   # params/vars of included files
 
     @property
     def errors(self) -> list[LoadError]:
@@ -63,7 +64,7 @@ class _Loader(_Includes):
                                           p.loc.path if p.loc else "",
                                           p.loc.line if p.loc else 0, p.loc.col if p.loc else 0))
         return LoadResult(runbook, self.problems, self.sites, self.registers,
-                          self.delegate_locs)
+                          include_names=self.include_names, delegate_locs=self.delegate_locs)
 
     # ---------------------------------------------------------------- runbook
     def _runbook(self, doc: yamlsrc.Document) -> Runbook | None:

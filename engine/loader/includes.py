@@ -10,7 +10,8 @@ from yaml.nodes import MappingNode, Node
 from .. import yamlsrc
 from ..errors import LoadError
 from ..model import Step
-from ..templating import has_template
+from ..templating import Lazy, has_template
+from .fields import _contains_template
 from .keys import RUNBOOK_KEYS
 from .steps import _Steps
 
@@ -79,14 +80,18 @@ class _Includes(_Steps):
                                                        "are used")
                 given_names = set(self._include_var_names(fields.get("vars")))
                 for param in self._params(inner, parts.get("params")):
+                    self.include_names.add(param.name)
                     if param.has_default:
-                        inner_vars[param.name] = param.default
+                        # a default may be a template ("{{ app_url }}"): rendered when read
+                        inner_vars[param.name] = Lazy(param.default, param.loc) \
+                            if _contains_template(param.default) else param.default
                     elif param.required and param.name not in given_names and \
                             param.name not in self.outer_names:
                         self.error(doc.loc(node), f"{target} needs the param '{param.name}': "
                                                   "give it in the include's vars",
                                    hint=f"vars: {{{param.name}: ...}}")
                 inner_vars.update(self._vars(inner, parts.get("vars"), "included runbook"))
+                self.include_names.update(inner_vars)
                 steps_node = parts.get("steps")
                 if steps_node is None:
                     self.error(inner.loc(inner.root), f"included file {target} has no 'steps'")

@@ -36,6 +36,7 @@ class _Reporting:
         self.reserved_ids: set[str] = set()
         self.include_stack: list[str] = []
         self.outer_names: set[str] = set()
+        self.include_names: set[str] = set()
         self.includes: list[str] = []
         self.templar = templar()
 

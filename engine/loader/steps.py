@@ -87,6 +87,11 @@ class _Steps(_Args):
             else:
                 unknown.append((key, key_node))
         kind = "block" if "block" in fields else "include" if "include" in fields else "action"
+        if rollback and kind != "action":
+            self.error(doc.loc(node), f"a rollback step cannot be {'a block' if kind == 'block' else 'an include'}",
+                       hint="give 'rollback:' a list of action steps; they run in the order "
+                            "written")
+            return None
         allowed = {"block": BLOCK_KEYS, "include": INCLUDE_KEYS, "action": STEP_KEYS}[kind]
         for key in list(fields):
             if key not in allowed:
