@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -39,9 +38,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 HERE = Path(__file__).resolve().parent
-RUNBOOK = [sys.executable, "-m", "engine.cli"]
-if shutil.which("runbook"):
-    RUNBOOK = [shutil.which("runbook")]  # type: ignore[list-item]
+# the console script of the interpreter running this (a venv's bin/runbook), else -m
+_BESIDE = Path(sys.executable).parent / "runbook"
+RUNBOOK = [str(_BESIDE)] if _BESIDE.exists() else [sys.executable, "-m", "engine.cli"]
+if os.environ.get("RUNBOOK_BIN"):
+    RUNBOOK = [os.environ["RUNBOOK_BIN"]]
 WORK = Path(os.environ.get("RUNBOOK_BENCH_WORK", "/tmp/runbook-bench"))
 FLEET_PORT = int(os.environ.get("RUNBOOK_BENCH_SSH_PORT", "25001"))
 FLEET_SIZE = int(os.environ.get("RUNBOOK_BENCH_SSHD", "50"))

@@ -1,7 +1,6 @@
 """``python -m engine`` is the ``runbook`` command."""
 
-import sys
 
-from .cli import main
+from .cli import entry
 
-sys.exit(main())
+entry()

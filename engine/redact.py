@@ -7,7 +7,6 @@ strings (a templated command, the stdout of a command that echoed them).
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import threading
 from typing import Any, Iterable
@@ -80,16 +79,16 @@ class Redactor:
         return value
 
     def event(self, event: Any) -> Any:
-        """A copy of a dataclass event with every field masked."""
+        """A copy of an event with every field masked."""
         if self._pattern is None:
             return event
         changes = {}
-        for f in dataclasses.fields(event):
-            current = getattr(event, f.name)
+        for name in event.fields():
+            current = getattr(event, name)
             masked = self.value(current)
             if masked is not current and masked != current:
-                changes[f.name] = masked
-        return dataclasses.replace(event, **changes) if changes else event
+                changes[name] = masked
+        return event.replace(**changes) if changes else event
 
 
 def mask_everywhere(text: str) -> str:

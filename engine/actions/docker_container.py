@@ -4,24 +4,33 @@ stopped or removed, with an optional wait until it is healthy.
 A recreate (the image id or a given option differs, or ``recreate: true``) stops the
 old container, renames it aside, creates and starts the new one, and removes the old
 one only then: if create or start fails, the old container is put back as it was.
-The result names the previous image, so a rollback step can deploy it again::
+The result names the previous image, so a rollback step can deploy it again; with
+``inherit: true`` every option the step does not give (env, volumes, labels, network
+mode, restart policy, healthcheck, command...) is taken from the existing container, so
+only the image changes::
 
     - id: deploy
       docker.container: {name: api, image: "api:{{ version }}", network_mode: host}
       register: deployed
       rollback:
-        docker.container: {name: api, image: "{{ deployed.previous_image }}"}
+        docker.container: {name: api, image: "{{ deployed.previous_image }}", inherit: true}
+
+Without ``inherit`` a recreated container has only the options the step gives.
+What the old container had from its image (env entries and labels equal to the image's,
+its default command, entrypoint, user, workdir and healthcheck) is not inherited: the
+new image's defaults apply.
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping
 
 from ..errors import RunbookError, StepFailed
 from .base import Action, ActionContext, Plan, StepResult
-from .docker_spec import SPEC_PARAMS, ContainerSpec, differences, parse_spec, spec_problems
+from .docker_spec import (SPEC_PARAMS, ContainerSpec, differences, inherit_spec, parse_spec,
+                          spec_problems)
 from .schema import ParamSpec
 
 __all__ = ["Container", "Converged", "converge", "resolve_image", "CONTROL_PARAMS"]
@@ -80,10 +89,22 @@ def _previous_image(api: Any, info: Mapping[str, Any]) -> str:
 def converge(ctx: ActionContext, api: Any, spec: ContainerSpec, state: str, *,
              recreate: bool = False, pull: str = "missing", wait: bool = False,
              health_timeout: float = 60.0, plan: bool = False,
-             image_info: Mapping[str, Any] | None = None) -> Converged:
-    """Make one container match ``spec`` and ``state`` (or say what that would take)."""
+             image_info: Mapping[str, Any] | None = None, inherit: bool = False) -> Converged:
+    """Make one container match ``spec`` and ``state`` (or say what that would take).
+
+    ``inherit``: the options the spec does not give are the existing container's
+    (see inherit_spec); an image not given is the one it runs (its tag while that still
+    names it), never pulled.
+    """
     name = spec.name
     info = api.container(name)
+    if inherit and info is not None and state != "absent":
+        old_image = api.image(str(info.get("Image") or "")) if info.get("Image") else None
+        if spec.image is None:
+            spec = replace(spec, image=_previous_image(api, info))
+            if image_info is None and old_image is not None:
+                image_info = old_image
+        spec = inherit_spec(spec, info, old_image)
     done = Converged()
     fields = done.fields
     fields.update(name=name, id=None, image=spec.image, image_id=None, previous_id=None,
@@ -105,7 +126,7 @@ def converge(ctx: ActionContext, api: Any, spec: ContainerSpec, state: str, *,
         if running:
             done.changes.append(f"stop container {name}")
             if not plan:
-                api.stop(name, spec.stop_timeout)
+                api.stop(name, spec.stop_grace)
                 fields["stopped"] = True
         return _finish(api, done)
     if spec.image is not None and image_info is None:
@@ -148,7 +169,7 @@ def converge(ctx: ActionContext, api: Any, spec: ContainerSpec, state: str, *,
         elif state == "restarted":
             done.changes.append(f"restart container {name}")
             if not plan:
-                api.restart(name, spec.stop_timeout)
+                api.restart(name, spec.stop_grace)
                 fields["restarted"] = True
     if wait and not plan and state != "present":
         try:
@@ -184,7 +205,7 @@ def _recreate(api: Any, spec: ContainerSpec, old: Mapping[str, Any], start: bool
         api.remove_container(aside, force=True)
     was_running = bool((old.get("State") or {}).get("Running"))
     if was_running:
-        api.stop(old["Id"], spec.stop_timeout)
+        api.stop(old["Id"], spec.stop_grace)
     api.rename(old["Id"], aside)
     new_id = None
     try:
@@ -217,7 +238,11 @@ class Container(Action):
                            choices=("started", "stopped", "restarted", "absent", "present"),
                            doc="started, stopped, restarted (always restarts), absent, or "
                                "present (created, not started)"),
-        **SPEC_PARAMS, **CONTROL_PARAMS,
+        **SPEC_PARAMS,
+        "inherit": ParamSpec("bool", default=False,
+                             doc="take every setting not given here from the existing "
+                                 "container, so only what is listed changes (e.g. the image)"),
+        **CONTROL_PARAMS,
     }
 
     @staticmethod
@@ -230,7 +255,8 @@ class Container(Action):
                         recreate=bool(args.get("recreate")),
                         pull=str(args.get("pull") or "missing"),
                         wait=bool(args.get("wait_healthy")),
-                        health_timeout=float(args.get("health_timeout") or 60), plan=plan)
+                        health_timeout=float(args.get("health_timeout") or 60), plan=plan,
+                        inherit=bool(args.get("inherit")))
 
     def plan(self, ctx: ActionContext, args: Mapping[str, Any]) -> Plan:
         done = self._run(ctx, args, plan=True)

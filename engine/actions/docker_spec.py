@@ -6,13 +6,16 @@ Pure logic (no daemon): ``parse_spec(args)`` validates and normalises the parame
 the way Docker writes it (the image's env and labels are part of the container's,
 ``default`` is ``bridge``, an empty restart policy is ``no``...).  Options that are
 not given are not compared: the container keeps whatever it has.
+``inherit_spec(spec, container, image)`` fills the options a spec does not give from an
+existing container (``docker.container``'s ``inherit``), leaving out what the container
+only has from its image.
 """
 
 from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import StepFailed
@@ -20,7 +23,7 @@ from ..model import parse_duration
 from .schema import ParamSpec
 
 __all__ = ["ContainerSpec", "SPEC_PARAMS", "parse_spec", "spec_problems", "differences",
-           "with_replica",
+           "inherit_spec", "with_replica",
            "parse_memory", "parse_port", "parse_volume", "parse_restart", "parse_healthcheck"]
 
 _NS = 1_000_000_000
@@ -31,6 +34,9 @@ _HEALTH_FIELDS = {
     "retries": ParamSpec("int", doc="failures in a row that make the container unhealthy"),
     "start_period": ParamSpec("duration", doc="failures during this start-up time don't count"),
 }
+#: healthcheck fields as parse_healthcheck writes them -> as the inspect data does
+_HEALTH_KEYS = {"test": "Test", "interval": "Interval", "timeout": "Timeout",
+                "retries": "Retries", "start_period": "StartPeriod"}
 
 #: the container parameters shared by docker.container and docker.scale
 SPEC_PARAMS: dict[str, ParamSpec] = {
@@ -81,8 +87,13 @@ class ContainerSpec:
     memory: int | None = None
     nano_cpus: int | None = None
     init: bool | None = None
-    stop_timeout: float = 10.0
+    stop_timeout: float | None = None             # None: not given (stop waits 10 s)
     extra_labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def stop_grace(self) -> float:
+        """Seconds a stop waits before SIGKILL."""
+        return 10.0 if self.stop_timeout is None else self.stop_timeout
 
     def all_labels(self) -> dict[str, str] | None:
         if self.labels is None and not self.extra_labels:
@@ -105,7 +116,8 @@ class ContainerSpec:
             "healthcheck": dict(self.healthcheck) if self.healthcheck else None,
             "user": self.user, "workdir": self.workdir, "memory": self.memory,
             "nano_cpus": self.nano_cpus, "init": self.init,
-            "stop_timeout": int(self.stop_timeout) if self.stop_timeout else None,
+            "stop_timeout": int(self.stop_timeout) if self.stop_timeout is not None
+            else None,
         }
 
 
@@ -155,7 +167,7 @@ def parse_spec(args: Mapping[str, Any], name: str | None = None,
         nano_cpus=int(round(float(cpus) * _NS)) if cpus is not None else None,
         init=args.get("init"),
         stop_timeout=float(args["stop_timeout"]) if args.get("stop_timeout") is not None
-        else 10.0,
+        else None,
         extra_labels=dict(extra_labels or {}))
 
 
@@ -336,6 +348,17 @@ def _bind_norm(text: str) -> str:
     return ":".join(parts[:3])
 
 
+def _binds_of(host_config: Mapping[str, Any]) -> list[str]:
+    """The binds and named volumes, normalised src:dst:mode: -v ones (Binds) and
+    --mount ones (Mounts with a source)."""
+    out = [_bind_norm(str(b)) for b in host_config.get("Binds") or []]
+    for mount in host_config.get("Mounts") or []:
+        target = str(mount.get("Target") or "")
+        if mount.get("Type") in ("bind", "volume") and mount.get("Source") and target:
+            out.append(f"{mount['Source']}:{target}:{'ro' if mount.get('ReadOnly') else 'rw'}")
+    return out
+
+
 def _ports_of(host_config: Mapping[str, Any]) -> set[Port]:
     out: set[Port] = set()
     for key, bindings in (host_config.get("PortBindings") or {}).items():
@@ -388,7 +411,7 @@ def differences(spec: ContainerSpec, container: Mapping[str, Any],
             not in ("host", "none") and _ports_of(host) != set(spec.ports):
         out.append("ports differ")
     if spec.binds is not None:
-        have = {_bind_norm(b) for b in host.get("Binds") or []}
+        have = set(_binds_of(host))
         if have != set(spec.binds):
             out.append("volumes differ")
         else:
@@ -410,10 +433,8 @@ def differences(spec: ContainerSpec, container: Mapping[str, Any],
             out.append(f"restart_policy {have_policy[0]} -> {want_policy[0]}")
     if spec.healthcheck is not None:
         have_health = config.get("Healthcheck") or {}
-        keys = {"test": "Test", "interval": "Interval", "timeout": "Timeout",
-                "retries": "Retries", "start_period": "StartPeriod"}
         for key, value in spec.healthcheck.items():
-            have_value = have_health.get(keys[key])
+            have_value = have_health.get(_HEALTH_KEYS[key])
             if key == "test":
                 have_value = list(have_value or [])
             elif have_value is None:
@@ -431,3 +452,80 @@ def differences(spec: ContainerSpec, container: Mapping[str, Any],
     if spec.init is not None and bool(host.get("Init")) != spec.init:
         out.append(f"init {bool(host.get('Init'))} -> {spec.init}")
     return out
+
+
+# ---------------------------------------------------------------- inheriting
+
+def inherit_spec(spec: ContainerSpec, container: Mapping[str, Any],
+                 image: Mapping[str, Any] | None) -> ContainerSpec:
+    """The spec with every option it does not give (None) taken from ``container``.
+
+    ``image`` is the inspect data of the image the container runs (None when unknown).
+    What the container only has from that image is left out, so that a new image's
+    defaults apply: env entries and labels equal to the image's; Cmd, Entrypoint, User
+    and WorkingDir equal to the image's; healthcheck fields equal to the image's; the
+    image's volumes.  The values have parse_spec's form, so ``differences`` between the
+    result and the container names nothing but what the spec itself gives.  An image not
+    given is the image id the container runs.
+    """
+    config = container.get("Config") or {}
+    host = container.get("HostConfig") or {}
+    image_config = (image or {}).get("Config") or {}
+    found: dict[str, Any] = {}
+
+    def own(key: str) -> Any:
+        """The container's value of a Config key, or None when it is the image's."""
+        value = config.get(key)
+        return None if not value or value == image_config.get(key) else value
+
+    if spec.image is None and container.get("Image"):
+        found["image"] = str(container["Image"])
+    for key, attr in (("Cmd", "command"), ("Entrypoint", "entrypoint")):
+        value = own(key)
+        if getattr(spec, attr) is None and value is not None:
+            found[attr] = tuple(str(v) for v in value)
+    if spec.env is None:
+        image_env = _env_map(image_config.get("Env"))
+        found["env"] = {k: v for k, v in _env_map(config.get("Env")).items()
+                        if image_env.get(k) != v}
+    if spec.labels is None:
+        image_labels = image_config.get("Labels") or {}
+        found["labels"] = {str(k): str(v) for k, v in (config.get("Labels") or {}).items()
+                           if image_labels.get(k) != v}
+    if spec.ports is None:
+        found["ports"] = tuple(sorted(_ports_of(host)))
+    if spec.binds is None:
+        binds = _binds_of(host)
+        anonymous = set(config.get("Volumes") or {}) | {
+            str(m["Destination"]) for m in container.get("Mounts") or []
+            if m.get("Type") == "volume" and m.get("Destination")}
+        anonymous -= {b.split(":")[1] for b in binds} | set(image_config.get("Volumes") or {})
+        found["binds"] = tuple(binds)
+        found["anonymous_volumes"] = tuple(sorted(anonymous))
+    if spec.network_mode is None and host.get("NetworkMode") not in (None, "", "default"):
+        found["network_mode"] = str(host["NetworkMode"])
+    if spec.restart_policy is None:
+        policy = host.get("RestartPolicy") or {}
+        name = str(policy.get("Name") or "no")
+        found["restart_policy"] = (name, int(policy.get("MaximumRetryCount") or 0)
+                                   if name == "on-failure" else 0)
+    if spec.healthcheck is None:
+        have = config.get("Healthcheck") or {}
+        image_health = image_config.get("Healthcheck") or {}
+        health = {key: list(have[api]) if key == "test" else int(have[api])
+                  for key, api in _HEALTH_KEYS.items()
+                  if have.get(api) and have.get(api) != image_health.get(api)}
+        if health:
+            found["healthcheck"] = health
+    for key, attr in (("User", "user"), ("WorkingDir", "workdir")):
+        if getattr(spec, attr) is None and own(key) is not None:
+            found[attr] = str(own(key))
+    if spec.memory is None and host.get("Memory"):
+        found["memory"] = int(host["Memory"])
+    if spec.nano_cpus is None and host.get("NanoCpus"):
+        found["nano_cpus"] = int(host["NanoCpus"])
+    if spec.init is None and host.get("Init") is not None:
+        found["init"] = bool(host["Init"])
+    if spec.stop_timeout is None and config.get("StopTimeout") is not None:
+        found["stop_timeout"] = float(config["StopTimeout"])
+    return replace(spec, **found)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 from typing import Any
 
@@ -10,7 +11,7 @@ import click
 
 from .. import __version__
 
-__all__ = ["main", "cli"]
+__all__ = ["main", "cli", "entry"]
 
 # name -> (module, attribute, one-line help shown by --help without importing it)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -65,27 +66,24 @@ def cli() -> None:
     """
 
 
-def _logging() -> None:
-    """Our warnings on stderr; third-party libraries stay quiet (their errors become ours)."""
-    import logging
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-    ours = logging.getLogger("runbook")
-    ours.addHandler(handler)
-    ours.setLevel(logging.WARNING)
-    ours.propagate = False
-    for name in ("paramiko", "docker", "urllib3"):
-        quiet = logging.getLogger(name)
-        quiet.addHandler(logging.NullHandler())
-        quiet.propagate = False
-
-
 def main(argv: list[str] | None = None) -> Any:
     """Console entry point: user errors print cleanly, internal errors go to a log file."""
     from .errors_out import guarded
-    _logging()
     return guarded(lambda: cli.main(args=argv, prog_name="runbook", standalone_mode=False))
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+def entry() -> None:
+    """The console script: run, flush, and leave at once.
+
+    Everything a run must keep is on disk when ``main`` returns (the journal commits
+    each step, locks are released), so the interpreter's slow teardown (threads of SSH
+    transports, garbage collection of a big heap) is skipped.
+    """
+    import os
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    os._exit(int(code or 0))

@@ -1,7 +1,6 @@
 """``python -m engine.cli`` is the ``runbook`` command."""
 
-import sys
 
-from . import main
+from . import entry
 
-sys.exit(main())
+entry()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import socket
 import sys
 import time
 from dataclasses import asdict
@@ -68,7 +67,7 @@ def _duration(seconds: float) -> str:
 
 def _process_gone(run: Any) -> bool:
     """A 'running' run whose process no longer exists on this machine (killed, crashed)."""
-    if run.status != "running" or run.machine != socket.gethostname():
+    if run.status != "running" or run.machine != os.uname().nodename:
         return False
     return not process_alive(run.machine, run.pid)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import socket
+import os
 from typing import Any
 
 import click
@@ -22,7 +22,7 @@ def _load_record(store: Any, run_id: str, state_path: str | None) -> Any:
 
 def _alive(record: Any) -> bool:
     from ..store import process_alive
-    return record.machine == socket.gethostname() and process_alive(record.machine, record.pid)
+    return record.machine == os.uname().nodename and process_alive(record.machine, record.pid)
 
 
 def _lineage_events(store: Any, record: Any) -> tuple[list[Any], list[list[Any]]]:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import getpass
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -187,13 +185,14 @@ def execute(prepared: Prepared, options: Any, *, output: str, verbose: int,
     keeper = None
     if journal:
         keeper = _journal(context, prepared, options, state_path, kind, resumed_from)
+    _prefetch(context, prepared, options)
     context.prompt = _prompter(live)
     context.confirm_step = _step_confirmer(live)
     shown_params = {k: ("********" if k in prepared.params.secret_names and v is not None else v)
                     for k, v in prepared.params.values.items()}
     bus.emit(RunStart(context.run_id, runbook.name, runbook.path,
                       tuple(h.name for h in prepared.hosts), options.dry_run, shown_params,
-                      len(runbook.walk()), user=_user(), machine=socket.gethostname()))
+                      len(runbook.walk()), user=_user(), machine=os.uname().nodename))
     executor = Executor(context, prepared.hosts, progress=progress, resumed_from=resumed_from)
     restore = _install_signals(context, options.grace_period)
     try:
@@ -212,6 +211,15 @@ def execute(prepared: Prepared, options: Any, *, output: str, verbose: int,
     return report.exit_code
 
 
+def _prefetch(context: Any, prepared: Prepared, options: Any) -> None:
+    """Start the SSH handshakes of the hosts that go first, while the run starts up."""
+    from ..executor.runner import DEFAULT_FORKS, batches
+    runbook = prepared.runbook
+    first = prepared.hosts if runbook.preflight else \
+        (batches(prepared.hosts, runbook.serial) or [[]])[0]
+    context.pool.prefetch(first, options.forks or runbook.forks or DEFAULT_FORKS)
+
+
 def _journal(context: Any, prepared: Prepared, options: Any, state_path: str | None,
              kind: str, resumed_from: str | None) -> Any:
     """Open the store, take the locks (not for dry runs), subscribe the journal sink."""
@@ -223,7 +231,7 @@ def _journal(context: Any, prepared: Prepared, options: Any, state_path: str | N
     runbook = prepared.runbook
     store = open_store(state_path)
     hosts = [h.name for h in prepared.hosts]
-    holder = LockHolder(context.run_id, _user(), socket.gethostname(), os.getpid())
+    holder = LockHolder(context.run_id, _user(), os.uname().nodename, os.getpid())
     keeper = None
     if resumed_from is not None:
         # the run being continued was checked to be dead: its locks are ours to take
@@ -296,8 +304,9 @@ class _RecapCollector:
 
 def _user() -> str:
     try:
-        return getpass.getuser()
-    except Exception:  # no passwd entry in some containers
+        import pwd
+        return os.environ.get("USER") or pwd.getpwuid(os.getuid()).pw_name
+    except (KeyError, OSError):  # no passwd entry in some containers
         return str(os.getuid())
 
 

@@ -17,9 +17,35 @@ if TYPE_CHECKING:
 __all__ = ["Connection", "CommandResult", "FileStat", "connect", "ConnectionPool"]
 
 
+_quieted = False
+
+
+def quiet_libraries() -> None:
+    """Our warnings go to stderr; paramiko's and the docker SDK's log lines do not (their
+    errors reach the user as ours).  Done once, when a remote connection is first made."""
+    global _quieted
+    if _quieted:
+        return
+    _quieted = True
+    import logging
+    ours = logging.getLogger("runbook")
+    if not ours.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        ours.addHandler(handler)
+        ours.setLevel(logging.WARNING)
+        ours.propagate = False
+    for name in ("paramiko", "docker", "urllib3"):
+        quiet = logging.getLogger(name)
+        quiet.addHandler(logging.NullHandler())
+        quiet.propagate = False
+
+
 def connect(host: "Host") -> Connection:
     """A new (not yet opened) connection for a host, by its connection kind."""
     kind = host.connection.kind
+    if kind != "local":
+        quiet_libraries()
     if kind == "local":
         from .local import LocalConnection
         return LocalConnection(host.name)
@@ -43,11 +69,30 @@ class ConnectionPool:
                  docker_factory: "Callable[[Host], Any] | None" = None) -> None:
         self._conns: dict[str, Connection] = {}
         self._dockers: dict[str, Any] = {}
+        self._opening: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._factory = factory or connect
         self._docker_factory = docker_factory
 
+    def prefetch(self, hosts: "list[Host]", workers: int) -> None:
+        """Open the connections of these hosts in the background (SSH handshakes then
+        overlap with the run's own start-up).  The first use of a host waits for its
+        handshake and gets its error, if any, instead of connecting a second time."""
+        from concurrent.futures import ThreadPoolExecutor
+        remote = [h for h in hosts if h.connection.kind != "local"]
+        if not remote:
+            return
+        executor = ThreadPoolExecutor(max_workers=max(1, min(workers, len(remote), 64)),
+                                      thread_name_prefix="runbook-connect")
+        for host in remote:
+            conn = self.get(host)
+            self._opening[host.name] = executor.submit(conn.open)
+        executor.shutdown(wait=False)
+
     def get(self, host: "Host") -> Connection:
+        opening = self._opening.pop(host.name, None) if self._opening else None
+        if opening is not None:
+            opening.result()          # raises the handshake's TargetError, once
         conn = self._conns.get(host.name)
         if conn is None:
             with self._lock:
@@ -64,6 +109,7 @@ class ConnectionPool:
             with self._lock:
                 api = self._dockers.get(host.name)
                 if api is None:
+                    quiet_libraries()
                     factory = self._docker_factory
                     if factory is None:
                         from .docker_api import api_for

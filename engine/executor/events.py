@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol
 
 __all__ = ["Event", "StepFacts", "RollbackPushed", "RollbackPopped", "RollbackUndoing", "RunStart", "BatchStart", "StepStart", "StepEnd", "Retry", "RollbackStart",
@@ -17,19 +17,99 @@ __all__ = ["Event", "StepFacts", "RollbackPushed", "RollbackPopped", "RollbackUn
            "HostStats"]
 
 
-@dataclass(frozen=True)
+class _Now:
+    """Default of a ``ts`` field: the time the event is made."""
+
+
+NOW: Any = _Now()
+
+
 class Event:
+    """An immutable record; subclasses list their fields as annotations (with defaults).
+
+    Events are made for every step of every host, so they avoid per-class generated
+    code (what ``dataclass`` does): one generic ``__init__`` reads the field list the
+    subclass declared.  ``fields()``, ``replace()`` and ``to_json()`` are the API.
+    """
+
     kind = "event"
     #: internal events feed the journal; they are not part of the JSON output
     internal = False
+    _fields: tuple[str, ...] = ()
+    _defaults: dict[str, Any] = {}
+
+    def __init_subclass__(cls) -> None:
+        names: list[str] = list(cls._fields)
+        defaults = dict(cls._defaults)
+        for name in cls.__dict__.get("__annotations__", {}):
+            if name.startswith("_") or name in ("kind", "internal"):
+                continue
+            if name not in names:
+                names.append(name)
+            if name in cls.__dict__:
+                defaults[name] = cls.__dict__[name]
+                delattr(cls, name)
+            elif name in defaults:
+                del defaults[name]
+        cls._fields = tuple(names)
+        cls._defaults = defaults
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        names = self._fields
+        if len(args) > len(names):
+            raise TypeError(f"{type(self).__name__} takes {len(names)} values, got {len(args)}")
+        values = dict(zip(names, args))
+        for key, value in kwargs.items():
+            if key not in names:
+                raise TypeError(f"{type(self).__name__} has no field {key!r}")
+            if key in values:
+                raise TypeError(f"{type(self).__name__} got {key!r} twice")
+            values[key] = value
+        set_field = object.__setattr__
+        for name in names:
+            if name in values:
+                value = values[name]
+            elif name in self._defaults:
+                value = self._defaults[name]
+                if value is NOW:
+                    value = time.time()
+            else:
+                raise TypeError(f"{type(self).__name__} needs {name!r}")
+            set_field(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{n}={getattr(self, n)!r}" for n in self._fields)
+        return f"{type(self).__name__}({shown})"
+
+    @classmethod
+    def fields(cls) -> tuple[str, ...]:
+        return cls._fields
+
+    def replace(self, **changes: Any) -> "Event":
+        values = {name: getattr(self, name) for name in self._fields}
+        values.update(changes)
+        return type(self)(**values)
 
     def to_json(self) -> dict[str, Any]:
-        out = {"event": self.kind}
-        out.update(asdict(self))
-        return out
+        """The event as a JSON-ready dict (computed once; sinks must not change it)."""
+        cached = self.__dict__.get("_json")
+        if cached is None:
+            cached = {"event": self.kind}
+            for name in self._fields:
+                cached[name] = getattr(self, name)
+            self.__dict__["_json"] = cached
+        return cached
 
 
-@dataclass(frozen=True)
+
+
+
 class RunStart(Event):
     kind = "run_start"
     run_id: str
@@ -39,22 +119,20 @@ class RunStart(Event):
     dry_run: bool
     params: Mapping[str, Any]
     steps: int
-    ts: float = field(default_factory=time.time)
+    ts: float = NOW
     user: str = ""
     machine: str = ""
 
 
-@dataclass(frozen=True)
 class BatchStart(Event):
     kind = "batch_start"
     run_id: str
     batch: int
     batches: int
     hosts: tuple[str, ...]
-    ts: float = field(default_factory=time.time)
+    ts: float = NOW
 
 
-@dataclass(frozen=True)
 class StepStart(Event):
     kind = "step_start"
     run_id: str
@@ -64,10 +142,9 @@ class StepStart(Event):
     action: str | None
     loc: str
     phase: str = "steps"          # preflight | steps | rescue | always | rollback
-    ts: float = field(default_factory=time.time)
+    ts: float = NOW
 
 
-@dataclass(frozen=True)
 class StepEnd(Event):
     kind = "step_end"
     run_id: str
@@ -89,10 +166,9 @@ class StepEnd(Event):
     command: str | None = None
     stderr_tail: str = ""
     result: Mapping[str, Any] | None = None
-    ts: float = field(default_factory=time.time)
+    ts: float = NOW
 
 
-@dataclass(frozen=True)
 class Retry(Event):
     kind = "retry"
     run_id: str
@@ -102,20 +178,18 @@ class Retry(Event):
     attempts: int                 # how many are allowed in all
     delay: float
     reason: str
-    ts: float = field(default_factory=time.time)
+    ts: float = NOW
 
 
-@dataclass(frozen=True)
 class RollbackStart(Event):
     kind = "rollback_start"
     run_id: str
     host: str
     steps: int
     reason: str
-    ts: float = field(default_factory=time.time)
+    ts: float = NOW
 
 
-@dataclass(frozen=True)
 class RollbackStep(Event):
     kind = "rollback_step"
     run_id: str
@@ -127,10 +201,9 @@ class RollbackStep(Event):
     status: str
     duration: float
     msg: str = ""
-    ts: float = field(default_factory=time.time)
+    ts: float = NOW
 
 
-@dataclass(frozen=True)
 class RollbackEnd(Event):
     kind = "rollback_end"
     run_id: str
@@ -138,10 +211,9 @@ class RollbackEnd(Event):
     ok: bool
     rolled_back: int
     failed: int
-    ts: float = field(default_factory=time.time)
+    ts: float = NOW
 
 
-@dataclass(frozen=True)
 class LogMessage(Event):
     kind = "log"
     run_id: str
@@ -149,10 +221,9 @@ class LogMessage(Event):
     step: str
     level: str
     msg: str
-    ts: float = field(default_factory=time.time)
+    ts: float = NOW
 
 
-@dataclass(frozen=True)
 class StepFacts(Event):
     """Variables a completed step defined on a host (register / set), for resume."""
 
@@ -164,10 +235,9 @@ class StepFacts(Event):
     facts: Mapping[str, Any]
     simulated: bool = False
     no_log: bool = False          # its values are masked in the journal: resume re-runs it
-    ts: float = field(default_factory=time.time)
+    ts: float = NOW
 
 
-@dataclass(frozen=True)
 class RollbackPushed(Event):
     """A completed step's rollback steps went on the host's stack, with their variables."""
 
@@ -179,10 +249,9 @@ class RollbackPushed(Event):
     snapshot: Mapping[str, Any]
     title: str = ""
     restored: bool = False        # re-stated from an earlier run of the same lineage
-    ts: float = field(default_factory=time.time)
+    ts: float = NOW
 
 
-@dataclass(frozen=True)
 class RollbackUndoing(Event):
     """The rollback steps of a stack entry are about to run."""
 
@@ -191,10 +260,9 @@ class RollbackUndoing(Event):
     run_id: str
     host: str
     step: str
-    ts: float = field(default_factory=time.time)
+    ts: float = NOW
 
 
-@dataclass(frozen=True)
 class RollbackPopped(Event):
     """A stack entry's rollback steps have all run (whatever their outcome)."""
 
@@ -203,7 +271,7 @@ class RollbackPopped(Event):
     run_id: str
     host: str
     step: str
-    ts: float = field(default_factory=time.time)
+    ts: float = NOW
 
 
 @dataclass
@@ -223,7 +291,6 @@ class HostStats:
     restored: int = 0
 
 
-@dataclass(frozen=True)
 class RunEnd(Event):
     kind = "run_end"
     run_id: str
@@ -234,7 +301,7 @@ class RunEnd(Event):
     failures: tuple[Mapping[str, Any], ...] = ()
     dry_run: bool = False
     stop_reason: str = ""         # why the run stopped early ("" when it did not)
-    ts: float = field(default_factory=time.time)
+    ts: float = NOW
 
 
 class Sink(Protocol):

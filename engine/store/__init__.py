@@ -83,8 +83,7 @@ def lock_held(lock: LockRecord, now: float | None = None) -> LockHeld:
 def process_alive(machine: str, pid: int) -> bool:
     """Whether the process that wrote a run still exists (only knowable on this machine:
     a run from another machine counts as alive)."""
-    import socket
-    if machine != socket.gethostname():
+    if machine != os.uname().nodename:
         return True
     try:
         os.kill(pid, 0)

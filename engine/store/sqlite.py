@@ -96,6 +96,7 @@ class SqliteStore(Store):
         except BaseException:
             self._close_connections()
             raise
+        self._last_seq: dict[str, int] = {}
         self._group = GroupCommit(self._commit_groups)
 
     # -- opening ---------------------------------------------------------------------
@@ -226,11 +227,16 @@ class SqliteStore(Store):
     def _commit_rows(self, rows: list[_Row]) -> None:
         conn = self._writer
         conn.execute("BEGIN IMMEDIATE")
+        # a run's events are written by the one process running it: after the first
+        # commit its last seq is known here, no need to ask the database every time
+        last = self._last_seq
         try:
             next_seq: dict[str, int] = {}
             stored = []
             for run_id, *rest in rows:
                 seq = next_seq.get(run_id)
+                if seq is None:
+                    seq = last.get(run_id)
                 if seq is None:
                     seq = conn.execute("SELECT coalesce(max(seq), 0) FROM events "
                                        "WHERE run_id = ?", (run_id,)).fetchone()[0]
@@ -241,8 +247,10 @@ class SqliteStore(Store):
                              f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", stored)
             conn.execute("COMMIT")
         except BaseException:
+            last.clear()
             _rollback(conn)
             raise
+        last.update(next_seq)
 
     def _append_error(self, exc: sqlite3.Error, rows: list[_Row]) -> StoreError:
         if isinstance(exc, sqlite3.IntegrityError) and "FOREIGN KEY" in str(exc):

@@ -9,12 +9,14 @@ per-test label that the fixture removes afterwards.  Ports: 30100-30199.
 
 from __future__ import annotations
 
+import contextlib
 import textwrap
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 
 from engine.actions import get_action
@@ -202,6 +204,71 @@ def test_image_change_recreates_and_previous_image_rolls_back(d):
     back = d.box(name, image=two.fields["previous_image"], command="sleep 3600", env={"X": "1"})
     assert back.fields["recreated"] and back.fields["image_id"] == one.fields["image_id"]
 
+
+def test_inherit_keeps_the_settings_on_an_image_change_and_without_it_they_go(d):
+    """The rollback step that names only the image: with inherit: true the recreated
+    container keeps env, the named volume (and its data), labels, restart policy,
+    healthcheck, command...; without inherit they are dropped.  v1 and v2 are busybox
+    with a label and an env variable of their own (different image ids)."""
+    ref = f"rbt-inherit-{d.case}"
+    for version in ("v1", "v2"):
+        d.run("docker.image", name=f"{ref}:{version}",
+              build={"context": str(build_context(d, version))})
+    name = d.name("inherit")
+    volume = f"rbt-inherit-{d.case}"
+    try:
+        d.box(name, image=f"{ref}:v1", command="sleep 3600", env={"MODE": "prod"},
+              volumes=[f"{volume}:/data"], labels={"tier": "web"}, workdir="/data",
+              restart_policy="unless-stopped", memory="64m",
+              healthcheck={"test": "test -d /data", "interval": "200ms", "retries": 3},
+              wait_healthy=True, health_timeout="20s")
+        d.run("docker.exec", container=name, command="echo kept > /data/f")
+        before = d.inspect(name)
+        # the inherited spec matches the container it came from
+        same = d.plan("docker.container", name=name, image=f"{ref}:v1", inherit=True)
+        assert not same.changed, same.changes
+
+        args = dict(name=name, image=f"{ref}:v2", inherit=True)
+        plan = d.plan("docker.container", **args)
+        rolled = d.run("docker.container", **args)
+        assert rolled.fields["recreated"] and rolled.msg == plan.changes[0]
+        assert rolled.msg.startswith(f"recreate container {name}: image {ref}:v2 is ")
+        # the inherited settings are no difference (APP_VERSION and the label version
+        # differ: they are v1's and v2's own)
+        assert "MODE" not in rolled.msg and "tier" not in rolled.msg
+        after = d.inspect(name)
+        config, host = after["Config"], after["HostConfig"]
+        assert after["Id"] != before["Id"] and after["Image"] != before["Image"]
+        assert config["Image"] == f"{ref}:v2" and after["State"]["Running"]
+        assert "MODE=prod" in config["Env"]
+        assert "APP_VERSION=v2" in config["Env"]          # the new image's, not v1's
+        assert config["Labels"]["tier"] == "web" and config["Labels"]["version"] == "v2"
+        assert host["Binds"] == before["HostConfig"]["Binds"] == [f"{volume}:/data:rw"]
+        assert host["RestartPolicy"]["Name"] == "unless-stopped"
+        assert config["Healthcheck"] == before["Config"]["Healthcheck"]
+        assert config["Cmd"] == ["sleep", "3600"] and config["WorkingDir"] == "/data"
+        assert host["Memory"] == 64 << 20 and host["NetworkMode"] == "host" and host["Init"]
+        assert d.run("docker.exec", container=name, command="cat /data/f").stdout == "kept"
+        assert not d.run("docker.container", **args).changed
+
+        # the same step without inherit: only what it gives (network_mode: none, the
+        # lab's rule; the command becomes the image's `sh`, which exits)
+        plain = d.run("docker.container", name=name, image=f"{ref}:v1", network_mode="none")
+        assert plain.fields["recreated"]
+        dropped = d.inspect(name)
+        config, host = dropped["Config"], dropped["HostConfig"]
+        assert config["Image"] == f"{ref}:v1" and "APP_VERSION=v1" in config["Env"]
+        assert not any(e.startswith("MODE=") for e in config["Env"])
+        assert "tier" not in config["Labels"] and config["Labels"]["version"] == "v1"
+        assert not host["Binds"] and not dropped["Mounts"]
+        assert host["RestartPolicy"]["Name"] in ("", "no")
+        assert not config.get("Healthcheck") and config["Cmd"] == ["/bin/sh"]
+        assert config["WorkingDir"] == "" and host["Memory"] == 0
+    finally:
+        with contextlib.suppress(docker.errors.NotFound):
+            d.client.api.remove_container(name, force=True, v=True)
+        with contextlib.suppress(docker.errors.NotFound):
+            d.client.api.remove_volume(volume, force=True)
 
 def test_wait_healthy_passes_for_a_healthy_container(d):
     name = d.name("healthy")

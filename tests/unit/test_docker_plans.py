@@ -16,9 +16,9 @@ from engine.actions.docker_compose import _CHANGE_LINE, project_name_for
 from engine.actions.docker_container import Container, converge
 from engine.actions.docker_image import Prune
 from engine.actions.docker_scale import Scale
-from engine.actions.docker_spec import (differences, parse_healthcheck, parse_memory,
-                                        parse_port, parse_restart, parse_spec, parse_volume,
-                                        with_replica)
+from engine.actions.docker_spec import (differences, inherit_spec, parse_healthcheck,
+                                        parse_memory, parse_port, parse_restart, parse_spec,
+                                        parse_volume, with_replica)
 from engine.errors import StepFailed
 from engine.inventory import ConnectionSettings, Host
 
@@ -188,6 +188,7 @@ class FakeApi:
         self.containers_by_name = {k: copy.deepcopy(v) for k, v in dict(containers).items()}
         self.images_by_ref = dict(images)
         self.calls: list[tuple] = []
+        self.created: dict[str, dict] = {}      # name -> the spec create_container got
         self.fail_create = False
         self.ids = itertools.count(1)
 
@@ -221,6 +222,7 @@ class FakeApi:
 
     def create_container(self, name, spec):
         self.calls.append(("create", name))
+        self.created[name] = copy.deepcopy(spec)
         if self.fail_create:
             raise StepFailed("create failed")
         ident = f"new-{next(self.ids)}"
@@ -358,6 +360,158 @@ def test_prune_filters():
     assert prune._kinds({}) == ["containers", "images", "networks"]
     assert prune._kinds({"volumes": True, "images": False}) == ["containers", "networks",
                                                                "volumes"]
+
+
+# ---------------------------------------------------------------- inherit
+
+NEW_IMAGE = {**IMAGE, "Id": NEW_IMAGE_ID, "RepoTags": ["app:2"]}
+
+
+def rich_inspect() -> dict[str, Any]:
+    """A container with every kind of setting, some of them from its image (RICH_IMAGE)."""
+    info = inspect_of("api", env=["PATH=/usr/bin:/bin", "APP_HOME=/opt", "MODE=prod",
+                                  "IMAGE_ONLY=1"],
+                      labels={"maintainer": "ops", "tier": "web", "version": "mine"},
+                      NetworkMode="host", Init=True, NanoCpus=500_000_000,
+                      RestartPolicy={"Name": "on-failure", "MaximumRetryCount": 4},
+                      Binds=["appdata:/var/lib/app", "/etc/app:/srv:ro"], PortBindings={})
+    info["Config"].update(Cmd=["serve"], Entrypoint=["/entry"], User="app",
+                          WorkingDir="/work", StopTimeout=30,
+                          Volumes={"/data": {}, "/srv": {}, "/var/lib/app": {}, "/cache": {}},
+                          Healthcheck={"Test": ["CMD-SHELL", "curl -f localhost"],
+                                       "Interval": 2_000_000_000, "Retries": 5})
+    info["Mounts"] = [{"Type": "volume", "Name": "appdata", "Destination": "/var/lib/app"},
+                      {"Type": "volume", "Name": "c" * 64, "Destination": "/cache"}]
+    return info
+
+
+RICH_IMAGE = {"Id": IMAGE_ID, "RepoTags": ["app:1"],
+              "Config": {"Env": ["PATH=/usr/bin:/bin", "APP_HOME=/app", "IMAGE_ONLY=1"],
+                         "Labels": {"maintainer": "ops", "version": "1"},
+                         "Volumes": {"/data": {}}, "Cmd": ["serve"], "Entrypoint": ["/entry"],
+                         "User": "app", "WorkingDir": "/app",
+                         "Healthcheck": {"Test": ["CMD-SHELL", "curl -f localhost"],
+                                         "Interval": 2_000_000_000, "Retries": 3}}}
+
+
+def test_inherit_spec_gives_back_the_spec_the_container_was_made_from():
+    inherited = inherit_spec(parse_spec({"name": "api", "image": "app:2"}), inspect_of("api"),
+                             IMAGE)
+    # env PATH/APP_HOME and label maintainer are the image's, /data is the image's volume
+    assert inherited == parse_spec({**ARGS, "image": "app:2"})
+    assert differences(inherited, inspect_of("api"), NEW_IMAGE) == [
+        "image app:2 is bbbbbbbbbbbb, the container runs aaaaaaaaaaaa"]
+
+
+def test_inherit_spec_keeps_the_containers_own_settings_not_the_images():
+    info = rich_inspect()
+    spec = inherit_spec(parse_spec({"name": "api", "image": "app:2"}), info, RICH_IMAGE)
+    assert spec.env == {"APP_HOME": "/opt", "MODE": "prod"}     # an override is the container's
+    assert spec.labels == {"tier": "web", "version": "mine"}
+    assert spec.command is None and spec.entrypoint is None and spec.user is None
+    assert spec.workdir == "/work"
+    assert spec.binds == ("appdata:/var/lib/app:rw", "/etc/app:/srv:ro")
+    assert spec.anonymous_volumes == ("/cache",)
+    assert spec.network_mode == "host" and spec.ports == ()
+    assert spec.restart_policy == ("on-failure", 4)
+    assert spec.healthcheck == {"retries": 5}           # test and interval are the image's
+    assert (spec.memory, spec.nano_cpus, spec.init) == (268435456, 500_000_000, True)
+    assert spec.stop_timeout == 30 and spec.stop_grace == 30
+    assert differences(spec, info, RICH_IMAGE) == []
+    # what the old image gave is left to the new image
+    args = spec.create_args()
+    assert args["command"] is None and args["entrypoint"] is None and args["user"] is None
+    assert "IMAGE_ONLY" not in args["env"] and "maintainer" not in args["labels"]
+
+
+def test_inherit_spec_a_given_parameter_wins_whole():
+    given = parse_spec({"name": "api", "image": "app:2", "env": {"MODE": "dev"},
+                        "restart_policy": "always", "volumes": ["/scratch"],
+                        "command": "serve --debug", "stop_timeout": 5,
+                        "healthcheck": {"test": "NONE"}, "init": False})
+    spec = inherit_spec(given, rich_inspect(), RICH_IMAGE)
+    assert spec.env == {"MODE": "dev"} and spec.restart_policy == ("always", 0)
+    assert spec.binds == () and spec.anonymous_volumes == ("/scratch",)
+    assert spec.command == ("serve", "--debug") and spec.stop_timeout == 5
+    assert spec.healthcheck == {"test": ["NONE"]} and spec.init is False
+    assert spec.labels == {"tier": "web", "version": "mine"}      # not given: inherited
+    assert spec.network_mode == "host" and spec.memory == 268435456
+
+
+def test_inherit_spec_without_the_image_takes_everything():
+    spec = inherit_spec(parse_spec({"name": "api"}), inspect_of("api"), None)
+    assert spec.image == IMAGE_ID
+    assert spec.env == {"PATH": "/usr/bin:/bin", "APP_HOME": "/app", "MODE": "prod"}
+    assert spec.anonymous_volumes == ("/data",)
+    assert differences(spec, inspect_of("api"), IMAGE) == []
+
+
+def test_mount_volumes_count_like_binds():
+    # `docker run --mount`: HostConfig.Mounts, not Binds; a tmpfs cannot be given
+    info = inspect_of("api", Binds=None, Mounts=[
+        {"Type": "volume", "Source": "appdata", "Target": "/var/lib/app"},
+        {"Type": "bind", "Source": "/etc/app", "Target": "/srv", "ReadOnly": True},
+        {"Type": "tmpfs", "Target": "/run"}])
+    info["Config"]["Volumes"] = None
+    info["Mounts"] = [{"Type": "volume", "Name": "appdata", "Destination": "/var/lib/app"},
+                      {"Type": "bind", "Source": "/etc/app", "Destination": "/srv"}]
+    spec = parse_spec({"name": "api", "volumes": ["appdata:/var/lib/app", "/etc/app:/srv:ro"]})
+    assert differences(spec, info, IMAGE) == []
+    inherited = inherit_spec(parse_spec({"name": "api"}), info, IMAGE)
+    assert inherited.binds == spec.binds and inherited.anonymous_volumes == ()
+
+def test_rollback_with_inherit_recreates_with_everything_but_the_image():
+    api = FakeApi({"api": inspect_of("api")}, {"app:1": IMAGE, "app:2": NEW_IMAGE})
+    args = {"name": "api", "image": "app:2", "inherit": True}
+    plan = Container().plan(ctx_for(api), args)
+    assert plan.changes == ("recreate container api: image app:2 is bbbbbbbbbbbb, the "
+                            "container runs aaaaaaaaaaaa",)
+    assert api.calls == []
+    result = Container().apply(ctx_for(api), args)
+    assert result.fields["recreated"] and result.fields["previous_image"] == "app:1"
+    assert result.msg == plan.changes[0]
+    assert api.created["api"] == parse_spec({**ARGS, "image": "app:2"}).create_args()
+    created = api.created["api"]
+    assert created["env"] == {"MODE": "prod"} and created["labels"] == {"tier": "web"}
+    assert created["binds"] == ["/etc/app:/srv:ro"]
+    assert created["restart_policy"] == {"Name": "no", "MaximumRetryCount": 0}
+    assert created["healthcheck"] == {"test": ["CMD-SHELL", "curl -f localhost"],
+                                      "interval": 2_000_000_000, "retries": 3}
+    assert created["command"] == ["serve", "--port", "80"] and created["memory"] == 268435456
+
+
+def test_without_inherit_only_the_given_settings_are_kept():
+    api = FakeApi({"api": inspect_of("api")}, {"app:1": IMAGE, "app:2": NEW_IMAGE})
+    Container().apply(ctx_for(api), {"name": "api", "image": "app:2"})
+    created = api.created["api"]
+    assert created["env"] == {} and created["labels"] == {} and created["binds"] == []
+    assert created["restart_policy"] is None and created["healthcheck"] is None
+    assert created["command"] is None and created["memory"] is None
+
+
+def test_inherit_with_the_same_image_is_as_wanted_and_without_an_image_keeps_it():
+    api = FakeApi({"api": inspect_of("api")}, {"app:1": IMAGE, "app:2": NEW_IMAGE})
+    same = Container().plan(ctx_for(api), {"name": "api", "image": "app:1", "inherit": True})
+    assert not same.changed, same.changes
+    plan = Container().plan(ctx_for(api), {"name": "api", "inherit": True,
+                                           "env": {"MODE": "dev"}})
+    assert plan.changes == ("recreate container api: env differs (changed MODE)",)
+    Container().apply(ctx_for(api), {"name": "api", "inherit": True, "env": {"MODE": "dev"}})
+    created = api.created["api"]
+    assert created["image"] == "app:1" and created["env"] == {"MODE": "dev"}
+    assert created["labels"] == {"tier": "web"} and ("pull", "app:1") not in api.calls
+
+
+def test_inherit_without_a_container_is_the_plain_spec():
+    args = {**ARGS, "image": "app:2", "restart_policy": None, "memory": None}
+    plain, inherited = FakeApi({}, {"app:2": NEW_IMAGE}), FakeApi({}, {"app:2": NEW_IMAGE})
+    Container().apply(ctx_for(plain), args)
+    Container().apply(ctx_for(inherited), {**args, "inherit": True})
+    assert inherited.created["api"] == plain.created["api"] == parse_spec(args).create_args()
+    assert inherited.created["api"]["restart_policy"] is None
+    plan = Container().plan(ctx_for(FakeApi({}, {"app:2": NEW_IMAGE})),
+                            {"name": "api", "image": "app:2", "inherit": True})
+    assert plan.changes == ("create container api from app:2", "start container api")
 
 
 # ---------------------------------------------------------------- small parsers
