@@ -18,6 +18,7 @@ from typing import Any, Iterable, Mapping
 
 from ..errors import Unreachable, StepFailed
 from ..model import parse_duration
+from .command import COMMAND_OPTIONS
 from .base import Action, ActionContext, CannotSimulate, Plan, StepResult
 from .schema import ParamSpec
 
@@ -34,14 +35,10 @@ class Exec(Action):
         "container": ParamSpec("str", required=True, doc="container name or id"),
         "command": ParamSpec("str|list", required=True,
                              doc="a string runs with /bin/sh -c; a list is argv"),
-        "env": ParamSpec("dict", doc="environment variables for the command"),
         "workdir": ParamSpec("str", doc="working directory"),
         "user": ParamSpec("str", doc="user to run as (default: the container's)"),
-        "stdin": ParamSpec("str", doc="text fed to the command's standard input"),
-        "ok_codes": ParamSpec("list|int", default=[0], elements="int",
-                              doc="exit codes that count as success"),
-        "check_mode_safe": ParamSpec("bool", default=False,
-                                     doc="the command only reads: run it in dry runs too"),
+        **{key: COMMAND_OPTIONS[key] for key in ("env", "stdin", "ok_codes",
+                                                 "check_mode_safe")},
     }
 
     @classmethod
@@ -72,9 +69,9 @@ class Exec(Action):
         try:
             run = self._exec(ctx, args, command, env, stdin)
         except Unreachable:
-            # the step's target container is gone: that is this step failing; the
-            # host (its daemon) is unreachable only when the daemon does not answer
-            if not _daemon_answers(ctx):
+            # the step's target container is gone: that is this step failing; the host
+            # (its daemon) is unreachable when the daemon or the link to it is the cause
+            if _container_running(ctx, str(args["container"])) is not False:
                 raise
             raise StepFailed(f"docker.exec: container {args['container']} is not "
                              "running") from None
@@ -90,12 +87,13 @@ class Exec(Action):
                           msg=f"exit code {run.exit_code}" if failed else "")
 
 
-def _daemon_answers(ctx: ActionContext) -> bool:
+def _container_running(ctx: ActionContext, name: str) -> bool | None:
+    """Whether the container runs; None when the daemon cannot tell us."""
     try:
-        ctx.docker.info()
-    except Exception:  # any failure: the daemon is the problem, not the container
-        return False
-    return True
+        info = ctx.docker.container(name)
+    except Exception:  # any failure: the daemon (or the link to it) is the problem
+        return None
+    return bool(info and (info.get("State") or {}).get("Running"))
 
 
 def container_facts(info: Mapping[str, Any] | None) -> dict[str, Any]:
