@@ -292,7 +292,8 @@ class _RecapCollector:
         for host, steps in self.rollbacks.items():
             done = [s for s in steps if s.status not in ("failed", "unreachable")]
             failed = [s for s in steps if s.status in ("failed", "unreachable")]
-            line = f"rolled back on {host}: " + ", ".join(f"'{s.undoes_name}'" for s in done)
+            undone = list(dict.fromkeys(s.undoes_name for s in done))   # once each
+            line = f"rolled back on {host}: " + ", ".join(f"'{name}'" for name in undone)
             if not done:
                 line = f"rollback on {host}: nothing undone"
             print(line, file=stream)
