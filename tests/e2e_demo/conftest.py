@@ -48,49 +48,29 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.e2e.clitools import Cli, Result  # noqa: E402
-from tests.infra.infra import Infra, load_infra  # noqa: E402
+from tests.infra.fixtures import load_or_fail, mark_integration  # noqa: E402
+from tests.infra.infra import Infra  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RUNBOOKS = ROOT / "runbooks"
 STACK_SH = ROOT / "demo" / "stack.sh"
 BUILD_SH = ROOT / "demo" / "build.sh"
 LOCAL_INVENTORY = ROOT / "inventory" / "local.yml"
-EXIT_NO_INFRA = 3
 SUITE_LABEL = "runbook-test.suite=e2e_demo"
 APP_IMAGE = "runbook-demo/app"
 
 
 # ------------------------------------------------------------------ marker + infra
 
-def _env_true(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
-
-
-def infra_required() -> bool:
-    return _env_true("CI") or os.environ.get("RUNBOOK_REQUIRE_INFRA") == "1"
-
 
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        path = Path(str(getattr(item, "path", item.fspath))).resolve()
-        if HERE in path.parents:
-            item.add_marker(pytest.mark.integration)
+    mark_integration(items, HERE)
 
 
 @pytest.fixture(scope="session")
 def infra() -> Infra:
     """The real test infrastructure (dockerd...), as tests/integration/conftest.py."""
-    try:
-        return load_infra()
-    except Exception as exc:  # noqa: BLE001 - InfraError, docker or OS errors alike
-        msg = f"integration test infrastructure (tests/infra/setup.sh) unavailable: {exc}"
-        if infra_required():
-            pytest.exit(msg + "\n[CI or RUNBOOK_REQUIRE_INFRA=1: integration tests must run, "
-                        "not be skipped]", returncode=EXIT_NO_INFRA)
-        if os.environ.get("RUNBOOK_SKIP_INFRA") == "1":
-            pytest.skip(f"RUNBOOK_SKIP_INFRA=1 and {msg}")
-        pytest.exit(msg + "\n[set RUNBOOK_SKIP_INFRA=1 to skip integration tests instead]",
-                    returncode=EXIT_NO_INFRA)
+    return load_or_fail()
 
 
 @pytest.fixture(autouse=True)

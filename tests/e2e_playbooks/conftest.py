@@ -38,7 +38,8 @@ import pytest
 import yaml
 
 from tests.e2e.clitools import Cli, Result
-from tests.infra.infra import Infra, load_infra
+from tests.infra.fixtures import load_or_fail, mark_integration  # noqa: E402
+from tests.infra.infra import Infra
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -48,20 +49,12 @@ BUILD_SH = ROOT / "demo" / "build.sh"
 LOCAL_INVENTORY = ROOT / "inventory" / "local.yml"
 PORTS = (32000, 32999)
 STACK_LABEL = "runbook-test.playbooks"
-EXIT_NO_INFRA = 3
 #: the demo's own ports, as inventory/local.yml writes them -> the stack's attribute
 DEMO_PORTS = {18080: "app_port", 16379: "redis_port", 18100: "worker_base", 18090: "canary_port"}
 
 
-def _env_true(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
-
-
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        path = Path(str(getattr(item, "path", item.fspath))).resolve()
-        if HERE in path.parents:
-            item.add_marker(pytest.mark.integration)
+    mark_integration(items, HERE)
 
 
 # ------------------------------------------------------------------ infrastructure
@@ -69,17 +62,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def infra() -> Infra:
     """dockerd and the test images (tests/infra/setup.sh); never a skip in CI."""
-    try:
-        return load_infra()
-    except Exception as exc:  # noqa: BLE001 - InfraError, docker or OS errors alike
-        msg = f"integration test infrastructure (tests/infra/setup.sh) unavailable: {exc}"
-        if _env_true("CI") or os.environ.get("RUNBOOK_REQUIRE_INFRA") == "1":
-            pytest.exit(msg + "\n[CI or RUNBOOK_REQUIRE_INFRA=1: the playbook tests must run, "
-                        "not be skipped]", returncode=EXIT_NO_INFRA)
-        if os.environ.get("RUNBOOK_SKIP_INFRA") == "1":
-            pytest.skip(f"RUNBOOK_SKIP_INFRA=1 and {msg}")
-        pytest.exit(msg + "\n[set RUNBOOK_SKIP_INFRA=1 to skip integration tests instead]",
-                    returncode=EXIT_NO_INFRA)
+    return load_or_fail()
 
 
 @pytest.fixture(autouse=True)

@@ -21,7 +21,6 @@ killed is started again after the test).
 
 from __future__ import annotations
 
-import os
 import sys
 import uuid
 from pathlib import Path
@@ -32,41 +31,19 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:           # `pytest` (not `python -m pytest`) from anywhere
     sys.path.insert(0, str(ROOT))
 
-from tests.infra.infra import Infra, SshTarget, load_infra  # noqa: E402
+from tests.infra.fixtures import load_or_fail, mark_integration  # noqa: E402
+from tests.infra.infra import Infra, SshTarget  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-EXIT_NO_INFRA = 3
-
-
-def _env_true(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
-
-
-def infra_required() -> bool:
-    """CI (or RUNBOOK_REQUIRE_INFRA=1): a missing infrastructure is a failure, never a skip."""
-    return _env_true("CI") or os.environ.get("RUNBOOK_REQUIRE_INFRA") == "1"
 
 
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        path = Path(str(getattr(item, "path", item.fspath))).resolve()
-        if HERE in path.parents:
-            item.add_marker(pytest.mark.integration)
+    mark_integration(items, HERE)
 
 
 @pytest.fixture(scope="session")
 def infra() -> Infra:
-    try:
-        return load_infra()
-    except Exception as exc:  # noqa: BLE001 - InfraError, docker or OS errors alike
-        msg = f"integration test infrastructure (tests/infra/setup.sh) unavailable: {exc}"
-        if infra_required():
-            pytest.exit(msg + "\n[CI or RUNBOOK_REQUIRE_INFRA=1: integration tests must run, "
-                        "not be skipped]", returncode=EXIT_NO_INFRA)
-        if os.environ.get("RUNBOOK_SKIP_INFRA") == "1":
-            pytest.skip(f"RUNBOOK_SKIP_INFRA=1 and {msg}")
-        pytest.exit(msg + "\n[set RUNBOOK_SKIP_INFRA=1 to skip integration tests instead]",
-                    returncode=EXIT_NO_INFRA)
+    return load_or_fail()
 
 
 @pytest.fixture(autouse=True)

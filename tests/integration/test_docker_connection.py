@@ -289,24 +289,3 @@ def test_ssh_daemon_accept_new_records_the_key(infra, box, tmp_path):
     assert f"[{t.address}]:{t.port}" in known.read_text()
 
 
-# ---------------------------------------------------------------- cost
-
-def _per_call(fn, n: int) -> float:
-    start = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - start) / n
-
-
-def test_a_command_costs_about_a_bare_exec_run(conn, box, capsys):
-    for _ in range(3):
-        conn.run("true")
-        box.exec_run("true")
-    ours, bare = [], []
-    for _ in range(3):                      # interleaved rounds; best of each
-        ours.append(_per_call(lambda: conn.run("true"), 10))
-        bare.append(_per_call(lambda: box.exec_run("true"), 10))
-    with capsys.disabled():
-        print(f"\n  docker exec latency: ours {min(ours) * 1000:.1f} ms, "
-              f"bare exec_run {min(bare) * 1000:.1f} ms, ratio {min(ours) / min(bare):.2f}")
-    assert min(ours) <= 1.2 * min(bare) + 0.003

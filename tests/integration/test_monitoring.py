@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import os
 import shutil
 import socket
 import subprocess
@@ -77,7 +78,7 @@ def all_rules():
 
 def test_tools_are_installed():
     for name in ("promtool", "prometheus", "amtool", "prometheus-alertmanager"):
-        tool(name)
+        assert os.access(tool(name), os.X_OK), name
 
 
 def test_prometheus_config_is_valid():

@@ -7,7 +7,6 @@ import logging
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import threading
 import time
@@ -532,59 +531,3 @@ def test_proxy_jump_errors_name_the_hop(ssh_targets, conn_for):
     with pytest.raises(Unreachable, match=rf"via jump host 127\.0\.0\.1:{dead}: connection "
                                           r"refused"):
         no_jump.open()
-
-
-# -- measurement ------------------------------------------------------------------------------
-
-def test_measure_latency_against_bare_paramiko(ssh_targets, conn, capsys):
-    """Prints (never asserts) per-command latency: ours vs a bare paramiko loop."""
-    target = ssh_targets[0]
-    client = target.connect()
-    transport = client.get_transport()
-
-    def bare() -> None:
-        channel = transport.open_session()
-        channel.exec_command("true")
-        channel.shutdown_write()
-        channel.makefile("rb").read()
-        channel.makefile_stderr("rb").read()
-        channel.recv_exit_status()
-
-    def ours() -> None:
-        conn.run("true")
-
-    def bare_external() -> None:
-        channel = transport.open_session()
-        channel.exec_command("/bin/true")
-        channel.shutdown_write()
-        channel.makefile("rb").read()
-        channel.makefile_stderr("rb").read()
-        channel.recv_exit_status()
-
-    def ours_external() -> None:
-        conn.run(["/bin/true"])
-
-    try:
-        start = time.perf_counter()
-        conn.open()
-        connect_ms = (time.perf_counter() - start) * 1000
-        calls = {"bare": bare, "ours": ours, "bare /bin/true": bare_external,
-                 "ours /bin/true": ours_external}
-        times: dict[str, list[float]] = {name: [] for name in calls}
-        for call in calls.values():
-            call()
-        for _ in range(150):
-            for name, call in calls.items():
-                begin = time.perf_counter()
-                call()
-                times[name].append((time.perf_counter() - begin) * 1000)
-    finally:
-        client.close()
-    median = {name: statistics.median(values) for name, values in times.items()}
-    with capsys.disabled():
-        for what in ("", " /bin/true"):
-            ours_ms, bare_ms = median["ours" + what], median["bare" + what]
-            print(f"\n[ssh latency] exec `{what.strip() or 'true'}`, median of 150: ours "
-                  f"{ours_ms:.2f} ms, bare paramiko {bare_ms:.2f} ms, ratio "
-                  f"{ours_ms / bare_ms:.2f}", end="")
-        print(f"\n[ssh latency] connect+auth {connect_ms:.0f} ms")

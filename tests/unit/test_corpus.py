@@ -142,20 +142,6 @@ def _from_json(case: Case, problems: list[dict]) -> list[tuple[str, str, str, st
 
 
 # ---------------------------------------------------------------- the CLI
-def _inventory_ready() -> bool:
-    from engine.inventory import Inventory
-    try:
-        Inventory.implicit()
-    except NotImplementedError:
-        return False
-    return True
-
-
-needs_inventory = pytest.mark.skipif(not _inventory_ready(),
-                                     reason="engine/inventory.py is not implemented yet "
-                                            "(runbook check loads an inventory)")
-
-
 @dataclass
 class CliResult:
     exit_code: int
@@ -207,8 +193,6 @@ def test_corpus_is_big_enough() -> None:
 def test_runbook_case(case: Case, tmp_path: Path) -> None:
     """Loader + checker report exactly the expected problems (the CLI for '# args:' cases)."""
     if case.args:
-        if not _inventory_ready():
-            pytest.skip("engine/inventory.py is not implemented yet")
         actual = _check_json(case, [*case.args, str(case.path)], tmp_path)
         assert_problems(case, actual)
         return
@@ -219,7 +203,6 @@ def test_runbook_case(case: Case, tmp_path: Path) -> None:
     assert_problems(case, _from_errors(case, problems))
 
 
-@needs_inventory
 @pytest.mark.parametrize("case", _params(RUNBOOK_CASES, only_plain=True))
 def test_runbook_case_cli(case: Case, tmp_path: Path) -> None:
     """``runbook check --output json`` reports the same problems and exits 2 on errors."""
@@ -227,7 +210,6 @@ def test_runbook_case_cli(case: Case, tmp_path: Path) -> None:
     assert_problems(case, actual)
 
 
-@needs_inventory
 @pytest.mark.parametrize("case", _params(RUNBOOK_CASES, xfail=False))
 def test_runbook_case_text_output(case: Case, tmp_path: Path) -> None:
     """Text output: the exit code says whether there were errors; never a traceback."""
@@ -244,7 +226,6 @@ def test_runbook_case_text_output(case: Case, tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- inventories
-@needs_inventory
 @pytest.mark.parametrize("case", _params(INVENTORY_CASES))
 def test_inventory_case(case: Case, tmp_path: Path) -> None:
     """``runbook check -i FILE --output json`` reports exactly the expected problems."""

@@ -117,7 +117,7 @@ DOCUMENTS = st.one_of(
 INVENTORY = Inventory.implicit()
 
 
-def _exercise(text: str) -> None:
+def _check_loads_or_rejects(text: str) -> None:
     try:
         loaded = load_runbook(PATH, text, raise_errors=False)
     except UserError:
@@ -159,7 +159,7 @@ def test_the_valid_runbook_is_valid() -> None:
 @example({"name": "x", "params": {"p": {"type": "list", "default": "{{ x }}",
                                          "choices": [[1]]}}, "steps": []})
 def test_random_documents_never_crash(document: object) -> None:
-    _exercise(_dump(document))
+    _check_loads_or_rejects(_dump(document))
 
 
 EDITS = st.lists(st.tuples(st.sampled_from(["delete", "insert", "swap_lines", "tab",
@@ -206,13 +206,13 @@ def _mutate(text: str, edits: list[tuple[str, int, str]]) -> str:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(EDITS)
 def test_edited_runbooks_never_crash(edits: list[tuple[str, int, str]]) -> None:
-    _exercise(_mutate(VALID, edits))
+    _check_loads_or_rejects(_mutate(VALID, edits))
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=200))
 def test_arbitrary_text_never_crashes(text: str) -> None:
-    _exercise(text)
+    _check_loads_or_rejects(text)
 
 
 @pytest.mark.parametrize("text", [
@@ -231,7 +231,7 @@ def test_arbitrary_text_never_crashes(text: str) -> None:
     "name: x\nsteps:\n  - loop: .nan\n    shell: x\n    retries: .inf\n    delay: .inf\n",
 ])
 def test_known_awkward_inputs(text: str) -> None:
-    _exercise(text)
+    _check_loads_or_rejects(text)
 
 
 # Crashes found while fuzzing, fixed, kept as regressions.
