@@ -20,7 +20,7 @@ import click
 from ..executor.events import (BatchStart, Event, LogMessage, Retry, RollbackEnd, RollbackStart,
                                RollbackStep, RunEnd, RunStart, StepEnd, StepStart)
 
-__all__ = ["JsonSink", "PlainSink", "LiveSink", "print_recap"]
+__all__ = ["JsonSink", "PlainSink", "LiveSink", "RecapCollector", "print_recap"]
 
 _STATUS_STYLE = {"ok": "green", "changed": "yellow", "failed": "red", "unreachable": "red",
                  "skipped": "cyan", "simulated": "magenta", "unsimulated": "magenta",
@@ -340,3 +340,38 @@ def print_recap(event: RunEnd, stream: TextIO, *, color: bool, runbook: str,
 
 def stderr_is_tty() -> bool:
     return sys.stderr.isatty()
+
+
+class RecapCollector:
+    """Keeps what the recap needs: the run's end and what each rollback did."""
+
+    def __init__(self) -> None:
+        self.end: Any = None
+        self.rollbacks: dict[str, list[Any]] = {}
+
+    def handle(self, event: Any) -> None:
+        if event.kind == "run_end":
+            self.end = event
+        elif event.kind == "rollback_step":
+            self.rollbacks.setdefault(event.host, []).append(event)
+
+    def show(self, stream: TextIO, *, color: bool, runbook: str, dry_run: bool) -> None:
+        """The recap table and failures, then what each host's rollback undid."""
+        if self.end is None:
+            return
+        print_recap(self.end, stream, color=color, runbook=runbook, dry_run=dry_run)
+        self._print_rollbacks(stream, color)
+
+    def _print_rollbacks(self, stream: Any, color: bool) -> None:
+        for host, steps in self.rollbacks.items():
+            done = [s for s in steps if s.status not in ("failed", "unreachable")]
+            failed = [s for s in steps if s.status in ("failed", "unreachable")]
+            undone = list(dict.fromkeys(s.undoes_name for s in done))   # once each
+            line = f"rolled back on {host}: " + ", ".join(f"'{name}'" for name in undone)
+            if not done:
+                line = f"rollback on {host}: nothing undone"
+            print(line, file=stream)
+            for step in failed:
+                text = (f"  rollback step '{step.name}' (undoing '{step.undoes_name}') FAILED: "
+                        f"{step.msg}")
+                print(click.style(text, fg="red") if color else text, file=stream)

@@ -157,7 +157,7 @@ def execute(prepared: Prepared, options: Any, *, output: str, verbose: int,
     from ..executor.runner import Executor
     from ..redact import Redactor
     from .errors_out import use_color
-    from .output import JsonSink, LiveSink, PlainSink, print_recap
+    from .output import JsonSink, LiveSink, PlainSink, RecapCollector
 
     runbook = prepared.runbook
     redactor = Redactor(prepared.params.secrets)
@@ -175,7 +175,7 @@ def execute(prepared: Prepared, options: Any, *, output: str, verbose: int,
         bus.subscribe(live)
     else:
         bus.subscribe(PlainSink(human, color=use_color(human), verbose=verbose))
-    recap = _RecapCollector()
+    recap = RecapCollector()
     bus.subscribe(recap)
     for sink in sinks or ():
         bus.subscribe(sink)
@@ -203,11 +203,7 @@ def execute(prepared: Prepared, options: Any, *, output: str, verbose: int,
             live.stop()
         if keeper is not None:
             keeper.__exit__(None, None, None)
-    if recap.end is not None:
-        color = use_color(human)
-        print_recap(recap.end, human, color=color, runbook=runbook.name,
-                    dry_run=options.dry_run)
-        recap.print_rollbacks(human, color)
+    recap.show(human, color=use_color(human), runbook=runbook.name, dry_run=options.dry_run)
     return report.exit_code
 
 
@@ -273,34 +269,6 @@ def _journal_params(prepared: Prepared) -> dict[str, Any]:
         else:
             out[name] = value
     return out
-
-
-class _RecapCollector:
-    """Keeps what the recap needs: the run's end and what each rollback did."""
-
-    def __init__(self) -> None:
-        self.end: Any = None
-        self.rollbacks: dict[str, list[Any]] = {}
-
-    def handle(self, event: Any) -> None:
-        if event.kind == "run_end":
-            self.end = event
-        elif event.kind == "rollback_step":
-            self.rollbacks.setdefault(event.host, []).append(event)
-
-    def print_rollbacks(self, stream: Any, color: bool) -> None:
-        for host, steps in self.rollbacks.items():
-            done = [s for s in steps if s.status not in ("failed", "unreachable")]
-            failed = [s for s in steps if s.status in ("failed", "unreachable")]
-            undone = list(dict.fromkeys(s.undoes_name for s in done))   # once each
-            line = f"rolled back on {host}: " + ", ".join(f"'{name}'" for name in undone)
-            if not done:
-                line = f"rollback on {host}: nothing undone"
-            print(line, file=stream)
-            for step in failed:
-                text = (f"  rollback step '{step.name}' (undoing '{step.undoes_name}') FAILED: "
-                        f"{step.msg}")
-                print(click.style(text, fg="red") if color else text, file=stream)
 
 
 def _user() -> str:

@@ -102,10 +102,7 @@ class Executor:
         start = time.monotonic()
         if self.runbook.timeout:
             run.run_deadline = start + self.runbook.timeout
-        for host in self.hosts:
-            state = run.states[host.name] = HostState(host)
-            self._restore(state)
-        states = [run.states[h.name] for h in self.hosts]
+        states = self._states()
         try:
             self._run(states)
         finally:
@@ -118,12 +115,9 @@ class Executor:
         """``runbook rollback``: unwind the restored stacks, nothing else."""
         run = self.run
         start = time.monotonic()
-        states = []
-        for host in self.hosts:
-            state = run.states[host.name] = HostState(host)
-            self._restore(state)
-            state.restored.clear()
-            states.append(state)
+        states = self._states()
+        for state in states:
+            state.restored.clear()   # nothing runs forward: only the stacks matter
         try:
             stacked = [s for s in states if s.rollback_stack]
             if stacked:
@@ -134,6 +128,15 @@ class Executor:
                 self._pool.shutdown(wait=True)
             run.pool.close_all()
         return self._report(states, time.monotonic() - start, rollback_only=True)
+
+    def _states(self) -> list[HostState]:
+        """One state per host, with what a resumed run's journal says it did."""
+        states = []
+        for host in self.hosts:
+            state = self.run.states[host.name] = HostState(host)
+            self._restore(state)
+            states.append(state)
+        return states
 
     def _restore(self, state: HostState) -> None:
         """Resume: what the journal says this host completed, and its rollback stack."""
@@ -276,7 +279,8 @@ class Executor:
             try:
                 holds = all(run.templar.truth(c.expr, scope, c.loc) for c in step.when)
             except RunbookError as exc:
-                self.steps.fail_without_running(step, state, phase, exc)
+                self.steps.cannot_run(step, state, phase, exc.message,
+                                      loc=getattr(exc, "loc", None), hint=exc.hint)
                 continue
             if holds:
                 entering.append(state)

@@ -97,24 +97,15 @@ class StepRunner:
                              0.0, msg=message, phase=phase, loc=str(step.loc)))
         return Outcome("restored", StepResult(msg=message))
 
-    def cannot_run(self, step: Step, state: HostState, phase: str, message: str) -> Outcome:
-        """Report a step as failed without running it (e.g. a rollback missing a value)."""
+    def cannot_run(self, step: Step, state: HostState, phase: str, message: str, *,
+                   loc: SourceLoc | None = None, hint: str | None = None) -> Outcome:
+        """Report a step as failed without running it: a block whose ``when`` cannot be
+        evaluated, a rollback step missing a value the journal masked."""
         run = self.run
         run.bus.emit(StepStart(run.run_id, state.name, step.id, step.title, step.action,
                                str(step.loc), phase))
-        outcome = self._failed(step, state, phase, message)
-        outcome = replace(outcome, title=step.title)
-        self._record(step, state, outcome, phase, 0.0)
-        return outcome
-
-    def fail_without_running(self, step: Step, state: HostState, phase: str,
-                             exc: RunbookError) -> Outcome:
-        """A block whose ``when`` could not be evaluated: the host fails there."""
-        run = self.run
-        run.bus.emit(StepStart(run.run_id, state.name, step.id, step.title, None,
-                               str(step.loc), phase))
-        outcome = self._failed(step, state, phase, exc.message,
-                               loc=getattr(exc, "loc", None) or step.loc, hint=exc.hint)
+        outcome = replace(self._failed(step, state, phase, message, loc=loc or step.loc,
+                                       hint=hint), title=step.title)
         self._record(step, state, outcome, phase, 0.0)
         return outcome
 

@@ -26,8 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
-import socket
 import subprocess
 import sys
 import threading
@@ -48,6 +46,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.e2e.clitools import Cli, Result  # noqa: E402
+from tests.infra.fixtures import free_ports as shared_free_ports  # noqa: E402
+from tests.infra.fixtures import wait_for as shared_wait_for  # noqa: E402
 from tests.infra.fixtures import load_or_fail, mark_integration  # noqa: E402
 from tests.infra.infra import Infra  # noqa: E402
 
@@ -95,21 +95,7 @@ def demo_images(infra) -> None:
 
 def free_ports(count: int, low: int = 32000, high: int = 32999) -> int:
     """A port p such that p .. p+count-1 are all free on loopback."""
-    for _ in range(500):
-        port = random.randint(low, high - count)
-        socks = []
-        try:
-            for p in range(port, port + count):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return port
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError(f"no {count} free ports in {low}-{high}")
+    return shared_free_ports(count, low, high)
 
 
 def http(method: str, url: str, body: Any = None, timeout: float = 10) -> tuple[int, Any]:
@@ -129,18 +115,7 @@ def http(method: str, url: str, body: Any = None, timeout: float = 10) -> tuple[
 
 
 def wait_for(what: str, check, timeout: float = 30, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except (OSError, ValueError) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+    return shared_wait_for(what, check, timeout, interval)
 
 
 @dataclass

@@ -22,11 +22,8 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
-import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -38,7 +35,8 @@ import pytest
 import yaml
 
 from tests.e2e.clitools import Cli, Result
-from tests.infra.fixtures import load_or_fail, mark_integration  # noqa: E402
+from tests.infra.fixtures import free_ports as shared_free_ports
+from tests.infra.fixtures import load_or_fail, mark_integration, wait_for  # noqa: E402
 from tests.infra.infra import Infra
 
 HERE = Path(__file__).resolve().parent
@@ -85,21 +83,7 @@ def demo_images(infra) -> None:
 
 def free_ports(count: int) -> int:
     """A port p in 32000-32999 such that p .. p+count-1 are all free on loopback."""
-    for _ in range(300):
-        base = random.randint(PORTS[0], PORTS[1] - count)
-        socks = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError(f"no {count} free ports in {PORTS[0]}-{PORTS[1]}")
+    return shared_free_ports(count, *PORTS)
 
 
 def http(method: str, url: str, body: bytes | None = None,
@@ -119,18 +103,7 @@ def http(method: str, url: str, body: bytes | None = None,
 def wait_until(what: str, check: Callable[[], Any], timeout: float = 30,
                interval: float = 0.2) -> Any:
     """Poll check() until it is truthy; fail with ``what`` after timeout."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except (OSError, ValueError, KeyError) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+    return wait_for(what, check, timeout, interval, errors=(OSError, ValueError, KeyError))
 
 
 def metric(text: str, name: str) -> float | None:

@@ -16,7 +16,8 @@ import pytest
 
 from tests.infra.infra import Infra, load_infra
 
-__all__ = ["load_or_fail", "mark_integration", "infra_required", "EXIT_NO_INFRA"]
+__all__ = ["load_or_fail", "mark_integration", "infra_required", "EXIT_NO_INFRA", "free_ports",
+           "wait_for"]
 
 EXIT_NO_INFRA = 3
 
@@ -49,3 +50,43 @@ def mark_integration(items: Iterable[Any], folder: Path) -> None:
         path = Path(str(getattr(item, "path", item.fspath))).resolve()
         if folder in path.parents:
             item.add_marker(pytest.mark.integration)
+
+
+def free_ports(count: int = 1, low: int = 31000, high: int = 31999) -> int:
+    """A port p in [low, high] such that p .. p+count-1 are all free on loopback."""
+    import random
+    import socket
+    for _ in range(500):
+        base = random.randint(low, high - count)
+        socks = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no {count} free ports in {low}-{high}")
+
+
+def wait_for(what: str, check: Any, timeout: float = 30, interval: float = 0.2,
+             errors: tuple[type[BaseException], ...] = (OSError, ValueError)) -> Any:
+    """Poll check() until it returns something truthy; fail with ``what`` after timeout.
+    ``errors`` raised by check() count as "not yet" (not listening, half-written file)."""
+    import time
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except errors as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout} s waiting for {what} (last: {last!r})")

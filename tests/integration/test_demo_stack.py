@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import shutil
 import socket
@@ -24,6 +23,8 @@ from pathlib import Path
 
 import docker
 import pytest
+
+from tests.infra.fixtures import free_ports, wait_for as shared_wait_for
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,21 +41,7 @@ LABELS = {"runbook-test": "1"}
 
 def free_port(count: int = 1) -> int:
     """A port in 31000-31999 such that it and the next count-1 ports are free on loopback."""
-    for _ in range(500):
-        port = random.randint(31000, 31999 - count)
-        socks = []
-        try:
-            for p in range(port, port + count):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return port
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port in 31000-31999")
+    return free_ports(count, 31000, 31999)
 
 
 def http(method: str, url: str, body: bytes | None = None, timeout: float = 10):
@@ -75,18 +62,7 @@ def get_json(url: str):
 
 def wait_for(what: str, check, timeout: float = 20, interval: float = 0.1):
     """Poll check() until it returns something truthy; fail with what after timeout."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except (OSError, ValueError) as exc:      # not listening yet, half-written file
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+    return shared_wait_for(what, check, timeout, interval)
 
 
 def health(container) -> str:

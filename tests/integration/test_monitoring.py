@@ -30,6 +30,8 @@ from pathlib import Path
 
 import docker
 import pytest
+
+from tests.infra.fixtures import wait_for as shared_wait_for
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -163,18 +165,8 @@ def http(method: str, url: str, timeout: float = 5):
 
 
 def wait_for(what: str, check, timeout: float, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except (OSError, ValueError, KeyError) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+    return shared_wait_for(what, check, timeout, interval,
+                           errors=(OSError, ValueError, KeyError))
 
 
 class Webhook:
